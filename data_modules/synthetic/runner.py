@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -56,9 +57,11 @@ def _init_worker() -> None:
 def _execute(tasks: list, workers: int, on_start: Callable[[], None] = lambda: None) -> Iterator[tuple[str, dict]]:
     """Run tasks (the caller puts the long ones first), yielding results as they finish.
 
-    Workers are forked where the platform can (no re-imports, and callers need no ``if __name__ == "__main__"``
-    guard); the pool exists before ``on_start`` starts any thread (the progress bar). Workers do no threaded BLAS
-    work (only 3x3 products) and run OpenCV single-threaded.
+    Workers never fork from the caller's process: OpenCV's thread pool (and other libraries' locks) do not survive a
+    fork once used, and a caller (a test session, a notebook) may have used them, which hung the workers. On Linux a
+    fork server that has only imported this module forks them; elsewhere they are spawned (callers then need the
+    usual ``if __name__ == "__main__"`` guard). The pool exists before ``on_start`` starts any thread (the progress
+    bar). Workers do no threaded BLAS work (only 3x3 products) and run OpenCV single-threaded.
     """
     if workers <= 1:
         import cv2
@@ -73,8 +76,12 @@ def _execute(tasks: list, workers: int, on_start: Callable[[], None] = lambda: N
         return
     import multiprocessing as mp
 
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    with mp.get_context(method).Pool(workers, initializer=_init_worker) as pool:
+    if sys.platform.startswith("linux"):
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+    else:
+        ctx = mp.get_context("spawn")
+    with ctx.Pool(workers, initializer=_init_worker) as pool:
         on_start()
         yield from pool.imap_unordered(_run_task, tasks, chunksize=4)
 
