@@ -8,6 +8,10 @@ another is a real (if small) domain shift:
 ``synth_lowlight`` dark and back-lit scenes, mostly low-quality cameras with warm casts, heavy noise and vignetting.
 ``synth_phonecam`` a phone camera: green-ish cast, soft optics, oversharpening halos, strong JPEG, punchy saturation,
                    faces closer to the lens.
+``synth_pretrain`` broad conditions, every attack type, cue strength from faint to strong, neutral cameras: image-text
+                   pairs for pretraining a tiny CLIP (``conf/clip/tiny_pretrain.yaml``), a stand-in for the web data
+                   a real CLIP has seen. Its identities are disjoint from every other domain's (subject seeds are
+                   drawn per domain), and no model is evaluated on it.
 """
 
 from __future__ import annotations
@@ -81,6 +85,14 @@ DOMAINS: dict[str, Domain] = {
                 vignette=0.3,
             ),
             face_scale=(0.5, 0.72),
+        ),
+        Domain(
+            "synth_pretrain",
+            "pretraining data for a tiny CLIP: every condition and attack type, faint to strong cues, neutral cameras",
+            illumination={"normal": 0.4, "strong": 0.2, "back": 0.2, "dark": 0.2},
+            environment={"indoor": 0.5, "outdoor": 0.5},
+            quality={"low": 0.3, "medium": 0.4, "high": 0.3},
+            strength=(0.4, 1.0),
         ),
     )
 }

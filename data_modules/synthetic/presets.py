@@ -105,6 +105,13 @@ PRESETS: dict[str, Preset] = {
             ),
         ),
         Preset(
+            "pretrain",
+            "~2,400 image-caption pairs (domain synth_pretrain) for pretraining a tiny CLIP; use its own --out",
+            celeba=(CelebaSpec("synth_pretrain", train=2100, test=300),),
+            replay=None,
+            oulu=None,
+        ),
+        Preset(
             "small",
             "~8,000 images and fuller video releases, for longer CPU experiments",
             celeba=(
