@@ -65,3 +65,18 @@ def synthetic_root(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synthetic") / "synthetic"
     generate(out, preset="tiny", seed=0, workers=2)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory) -> Path:
+    """A tiny CLIP written as `make tiny-clip` writes data/tiny_clip (random weights: the tests need its format, not
+    its pretraining), for configs that load it (conf/ifas/tiny.yaml)."""
+    import torch
+
+    from fasvlm.backbones import load_clip
+    from fasvlm.systems.clip_pretrain import save_clip
+
+    torch.manual_seed(0)
+    model, tokenizer = load_clip("tiny")
+    return save_clip(model, tokenizer, model.config.vision_config.image_size, tmp_path_factory.mktemp("clip") / "tiny_clip")
+

@@ -30,7 +30,9 @@ __all__ = [
     "CAUSAL_LM_PRESETS",
     "T5_PRESETS",
     "QFORMER_PRESETS",
+    "CLIP_PRESETS",
     "load_vision_encoder",
+    "load_clip",
     "load_causal_lm",
     "load_t5",
     "qformer_config",
@@ -81,7 +83,15 @@ QFORMER_PRESETS: dict[str, dict] = {
     "bert-base": dict(vocab_size=30522, hidden_size=768, num_attention_heads=12, intermediate_size=3072),
 }
 
-_ALL_PRESETS = {"vision": VISION_PRESETS, "causal_lm": CAUSAL_LM_PRESETS, "t5": T5_PRESETS, "qformer": QFORMER_PRESETS}
+# name -> a whole CLIP (image and text towers) for contrastive pretraining (fasvlm.systems.clip_pretrain): the vision
+# preset, CLIPTextConfig kwargs (vocab from the built-in "clip" tokenizer) and the shared embedding width
+CLIP_PRESETS: dict[str, dict] = {
+    "tiny": dict(vision="tiny", text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                          num_attention_heads=2, max_position_embeddings=64), projection_dim=32),
+}
+
+_ALL_PRESETS = {"vision": VISION_PRESETS, "causal_lm": CAUSAL_LM_PRESETS, "t5": T5_PRESETS, "qformer": QFORMER_PRESETS,
+                "clip": CLIP_PRESETS}
 
 
 class BackboneNotFoundError(OSError):
@@ -112,6 +122,13 @@ def _offline() -> bool:
         return False
 
 
+# directories that project commands write (by base name) -> how to build them, for the not-found error
+_BUILD_HINTS = {
+    "tiny_clip": "build it with `make tiny-clip` (fasvlm synth --out data/pretrain --preset pretrain, then "
+                 "fasvlm fit --config conf/clip/tiny_pretrain.yaml)",
+}
+
+
 def _from_pretrained(kind: str, loader, name: str, **kwargs):
     """Load from a local directory or a hub id with an actionable error (no trust_remote_code)."""
     presets = ", ".join(_ALL_PRESETS[kind])
@@ -120,7 +137,9 @@ def _from_pretrained(kind: str, loader, name: str, **kwargs):
         if not path.is_dir():
             raise BackboneNotFoundError(f"{name}: expected a directory written by save_pretrained (config.json + weights)")
         return loader(str(path), local_files_only=True, **kwargs)
-    if name.startswith((".", "/", "~")) or os.sep in name and name.count("/") > 1:
+    if path.name in _BUILD_HINTS:  # a directory the project builds itself, not a hub id
+        raise BackboneNotFoundError(f"{kind} backbone directory not found: {name}; {_BUILD_HINTS[path.name]}")
+    if name.startswith((".", "/", "~")) or os.sep in name and (name.count("/") > 1 or Path(name.split("/")[0]).is_dir()):
         raise BackboneNotFoundError(f"{kind} backbone directory not found: {name}")
     if _offline():
         raise BackboneNotFoundError(
@@ -156,7 +175,51 @@ def load_vision_encoder(name_or_path: str = "tiny", *, image_size: int | None = 
         if image_size is not None:
             cfg["image_size"] = image_size
         return CLIPVisionModel(CLIPVisionConfig(**cfg))
+    config = Path(name_or_path).expanduser() / "config.json"
+    if config.is_file() and _model_type(config) == "clip":
+        # a whole local CLIP: load it, keep the image tower (strict: a missing tensor is an error). Loading the
+        # directory as a CLIPVisionModel would work too, but prints a report listing every text-tower tensor.
+        from transformers import CLIPModel
+
+        clip = _from_pretrained("vision", CLIPModel.from_pretrained, name_or_path)
+        vision = CLIPVisionModel(clip.config.vision_config)
+        getattr(vision, "vision_model", vision).load_state_dict(clip.vision_model.state_dict())  # 4.x nests it
+        return vision.to(clip.dtype)
     return _from_pretrained("vision", CLIPVisionModel.from_pretrained, name_or_path)
+
+
+def _model_type(config_json: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads(config_json.read_text()).get("model_type")
+    except (OSError, ValueError) as err:
+        raise BackboneNotFoundError(f"{config_json}: unreadable config ({err}); expected save_pretrained's JSON") from err
+
+
+def load_clip(name_or_path: str = "tiny", *, vision: str | None = None, image_size: int | None = None):
+    """A whole ``transformers.CLIPModel`` and its tokenizer: preset (random init; ``vision`` swaps in another vision
+    preset), local directory or hub id (then ``vision``/``image_size`` must be None)."""
+    from transformers import AutoTokenizer, CLIPConfig, CLIPModel
+
+    if name_or_path in CLIP_PRESETS:
+        preset = CLIP_PRESETS[name_or_path]
+        vision = vision or preset["vision"]
+        if vision not in VISION_PRESETS:
+            raise _unknown_preset("vision", vision)
+        tok = _builtin_tokenizer("clip")
+        vcfg = dict(VISION_PRESETS[vision], projection_dim=preset["projection_dim"])
+        if image_size is not None:
+            vcfg["image_size"] = image_size
+        tcfg = dict(preset["text"], vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                    eos_token_id=tok.eos_token_id, projection_dim=preset["projection_dim"])
+        config = CLIPConfig(text_config=tcfg, vision_config=vcfg, projection_dim=preset["projection_dim"])
+        return CLIPModel(config), tok
+    if vision is not None or image_size is not None:
+        raise ValueError(f"vision/image_size only apply to CLIP presets ({', '.join(CLIP_PRESETS)}), "
+                         f"not to the checkpoint {name_or_path!r}")
+    model = _from_pretrained("clip", CLIPModel.from_pretrained, name_or_path)
+    return model, _from_pretrained("clip", AutoTokenizer.from_pretrained, name_or_path)
 
 
 def image_spec(name_or_path: str = "tiny", *, image_size: int | None = None) -> ImageSpec:
@@ -260,7 +323,7 @@ def load_qformer_weights(name_or_path: str) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------------------------------------------------------------
 # tokenizers
 
-TokenizerFamily = Literal["causal_lm", "t5", "bert"]
+TokenizerFamily = Literal["causal_lm", "t5", "bert", "clip"]
 
 # The built-in tokenizer learns its merges from this text (every prompt, option and template the project uses, plus
 # plain English), so tiny presets tokenise the real prompts into few tokens. It is byte-level: any text encodes.
@@ -287,11 +350,13 @@ def _builtin_tokenizer(family: TokenizerFamily):
 
     if family == "t5":
         specials = ["<pad>", "</s>", "<unk>"]
+    elif family == "clip":  # end-of-text id 3: CLIP's text tower pools at the first end-of-text token (id 2 is legacy)
+        specials = ["<pad>", "<unk>", "<|startoftext|>", "<|endoftext|>"]
     elif family == "bert":
         specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
     else:  # OPT-like: <s>=0 <pad>=1 </s>=2 <unk>=3; every sequence starts with </s> as OPT's does
         specials = ["<s>", "<pad>", "</s>", "<unk>"]
-    tok = Tokenizer(models.BPE(unk_token=specials[-1] if family != "bert" else "[UNK]"))
+    tok = Tokenizer(models.BPE(unk_token=next(t for t in specials if "unk" in t.lower())))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=specials, show_progress=False,
@@ -301,6 +366,13 @@ def _builtin_tokenizer(family: TokenizerFamily):
         tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
                                                            special_tokens=[("</s>", 1)])
         return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    if family == "clip":
+        bos_id, eos_id = tok.token_to_id("<|startoftext|>"), tok.token_to_id("<|endoftext|>")
+        tok.post_processor = processors.TemplateProcessing(single="<|startoftext|> $A <|endoftext|>",
+                                                           special_tokens=[("<|startoftext|>", bos_id),
+                                                                           ("<|endoftext|>", eos_id)])
+        return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
+                                       bos_token="<|startoftext|>", eos_token="<|endoftext|>")
     if family == "bert":
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
@@ -312,7 +384,7 @@ def _builtin_tokenizer(family: TokenizerFamily):
                                    unk_token="<unk>", padding_side="right")
 
 
-_FAMILY_KIND = {"causal_lm": "causal_lm", "t5": "t5", "bert": "qformer"}
+_FAMILY_KIND = {"causal_lm": "causal_lm", "t5": "t5", "bert": "qformer", "clip": "vision"}
 
 
 def load_tokenizer(name_or_path: str, family: TokenizerFamily):

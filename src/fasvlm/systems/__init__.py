@@ -1,8 +1,8 @@
 """LightningModules: losses, optimisation and logging around the models in :mod:`fasvlm.models`."""
 
-__all__ = ["BaselineSystem", "IFASSystem", "InstructFLIPSystem"]
+__all__ = ["BaselineSystem", "CLIPPretrainSystem", "IFASSystem", "InstructFLIPSystem"]
 
-_WHERE = {"BaselineSystem": "baseline", "IFASSystem": "ifas", "InstructFLIPSystem": "instructflip"}
+_WHERE = {"BaselineSystem": "baseline", "CLIPPretrainSystem": "clip_pretrain", "IFASSystem": "ifas", "InstructFLIPSystem": "instructflip"}
 
 
 def __getattr__(name: str):
