@@ -7,10 +7,13 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip
 RUN_DIR ?= runs/quickstart
 SYNTH_DIR ?= data/synthetic
+PRETRAIN_DIR ?= data/pretrain
+TINY_CLIP ?= data/tiny_clip
+IFAS_RUN_DIR ?= runs/ifas_tiny
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv quickstart test test-all test-slurm lint clean
+.PHONY: venv quickstart tiny-clip ifas-tiny test test-all test-slurm lint clean
 
 $(BIN)/fasvlm: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +29,23 @@ quickstart: venv
 	$(BIN)/fasvlm fit --config conf/quickstart.yaml --trainer.default_root_dir $(RUN_DIR)
 	$(BIN)/fasvlm test --config conf/quickstart.yaml --trainer.default_root_dir $(RUN_DIR) --ckpt_path best
 	@echo "TensorBoard logs: $(RUN_DIR)   (view with: $(BIN)/tensorboard --logdir $(RUN_DIR))"
+
+# The tiny pretrained CLIP that conf/ifas/tiny.yaml loads and keeps frozen: synthetic image-caption pairs of its own
+# domain, contrastive pretraining, save_pretrained to $(TINY_CLIP). Built once (~2 minutes on 2 cores).
+tiny-clip: venv
+	test -f $(TINY_CLIP)/config.json || { \
+	  { test -f $(PRETRAIN_DIR)/.complete || $(BIN)/fasvlm synth --out $(PRETRAIN_DIR) --preset pretrain; } && \
+	  $(BIN)/fasvlm fit --config conf/clip/tiny_pretrain.yaml --model.init_args.export_dir $(TINY_CLIP) \
+	    --data.init_args.sources '[{name: synth_pretrain, dataset: celeba_spoof, root: $(PRETRAIN_DIR)/synth_pretrain, split: train}]' \
+	    --data.init_args.targets '[{name: synth_pretrain, dataset: celeba_spoof, root: $(PRETRAIN_DIR)/synth_pretrain, split: test}]'; }
+
+# I-FAS-tiny end to end: fit, test of the best checkpoint (metrics table), judgments and explanations (predict).
+ifas-tiny: tiny-clip
+	test -f $(SYNTH_DIR)/.complete || $(BIN)/fasvlm synth --out $(SYNTH_DIR) --preset quickstart
+	$(BIN)/fasvlm fit --config conf/ifas/tiny.yaml --model.init_args.vision $(TINY_CLIP) --trainer.default_root_dir $(IFAS_RUN_DIR)
+	$(BIN)/fasvlm test --config conf/ifas/tiny.yaml --model.init_args.vision $(TINY_CLIP) --trainer.default_root_dir $(IFAS_RUN_DIR) --ckpt_path best
+	$(BIN)/fasvlm predict --config conf/ifas/tiny.yaml --model.init_args.vision $(TINY_CLIP) --trainer.default_root_dir $(IFAS_RUN_DIR) --ckpt_path best
+	@echo "I-FAS-tiny: $(IFAS_RUN_DIR)/test_metrics.json, $(IFAS_RUN_DIR)/predictions.jsonl"
 
 # Fast suite (CI): everything but the `slow` marker. pytest's exit code 5 (no tests collected) is an error here.
 test: venv

@@ -15,7 +15,9 @@ KEYS = {"flops_per_sample", "train_samples_per_s", "infer_images_per_s", "peak_m
 
 
 @pytest.mark.parametrize("config", ["conf/ifas/tiny.yaml", "conf/instructflip/tiny.yaml"])
-def test_bench_prints_json(config, tmp_path):
+def test_bench_prints_json(config, tmp_path, tiny_clip_dir):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "tiny_clip").symlink_to(tiny_clip_dir)  # conf/ifas/tiny.yaml's frozen CLIP
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "fasvlm.cli", "bench", "--config", str(REPO / config), "--steps", "2", "--warmup", "1",

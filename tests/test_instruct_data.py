@@ -445,12 +445,13 @@ def test_lopsided_loss_only_where_the_answer_starts_with_a_judgment():
     assert all(p.grad is not None for p in s.model.gac.parameters())
 
 
-def test_ifas_trains_on_conversations_through_the_cli(instruct_out, synthetic_root, tmp_path):
+def test_ifas_trains_on_conversations_through_the_cli(instruct_out, synthetic_root, tiny_clip_dir, tmp_path):
     """conf/ifas/tiny_instruct.yaml through `fasvlm fit` (data paths laid out as in the repo root)."""
     work = tmp_path / "work"
     (work / "data").mkdir(parents=True)
     (work / "data" / "synthetic").symlink_to(synthetic_root)
     (work / "data" / "instruct_tiny").symlink_to(instruct_out)
+    (work / "data" / "tiny_clip").symlink_to(tiny_clip_dir)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "fasvlm.cli", "fit", "--config", str(REPO / "conf/ifas/tiny_instruct.yaml"),
            "--trainer.max_steps", "4", "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1",

@@ -32,10 +32,11 @@ def _fit(workdir: Path, config: str, run: Path, extra: list[str]) -> subprocess.
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, synthetic_root) -> Path:
+def workdir(tmp_path_factory, synthetic_root, tiny_clip_dir) -> Path:
     work = tmp_path_factory.mktemp("resume")
     (work / "data").mkdir()
     (work / "data" / "synthetic").symlink_to(synthetic_root)
+    (work / "data" / "tiny_clip").symlink_to(tiny_clip_dir)  # conf/ifas/tiny.yaml's frozen CLIP
     return work
 
 
