@@ -47,22 +47,27 @@ def _run_tool(name: str, argv: list[str]) -> int:
     return int(getattr(module, func)(argv) or 0)
 
 
-def _build_cli_class():
+def callback_groups() -> dict[str, type]:
+    """The callbacks FASCLI adds, by config key (``metrics:``, ``checkpoint:`` ... in the YAML configs)."""
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.cli import LightningCLI
 
     from fasvlm.callbacks import FASFiguresCallback, FASMetricsCallback
     from fasvlm.callbacks.predictions import PredictionsWriter
+
+    return {"metrics": FASMetricsCallback, "figures": FASFiguresCallback, "predictions": PredictionsWriter,
+            "checkpoint": ModelCheckpoint, "last_checkpoint": ModelCheckpoint}
+
+
+def _build_cli_class():
+    from lightning.pytorch.cli import LightningCLI
 
     class FASCLI(LightningCLI):
         """LightningCLI with the project's defaults: metrics callback, checkpointing on source validation, one run dir."""
 
         def add_arguments_to_parser(self, parser) -> None:
-            parser.add_lightning_class_args(FASMetricsCallback, "metrics")
-            parser.add_lightning_class_args(FASFiguresCallback, "figures")
-            parser.add_lightning_class_args(PredictionsWriter, "predictions")
+            for key, cls in callback_groups().items():
+                parser.add_lightning_class_args(cls, key)
             # best.ckpt: model selection on the source validation set (never on target test data by default)
-            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
             parser.set_defaults({
                 "checkpoint.filename": "best",
                 "checkpoint.monitor": "val/source/hter",
@@ -74,7 +79,6 @@ def _build_cli_class():
             })
             # last.ckpt: the latest state, always (Lightning's save_last writes only when the monitored top-k
             # checkpoint is written too). Set last_checkpoint.every_n_train_steps to bound work lost to a crash.
-            parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
             parser.set_defaults({
                 "last_checkpoint.filename": "last",
                 "last_checkpoint.monitor": None,

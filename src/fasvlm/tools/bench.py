@@ -109,8 +109,17 @@ def _build(args: argparse.Namespace, extra: list[str]):
                 overrides += [f"--model.init_args.{key}", str(_preset_for(init[key], args.preset))]
     argv = [a for c in args.config for a in ("--config", c)] + overrides + extra
     argv += ["--trainer.logger", "false", "--trainer.enable_checkpointing", "false"]
-    cli = LightningCLI(model_class=None, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True,
-                       run=False, args=argv, save_config_callback=None, auto_configure_optimizers=False)
+    class BenchCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            # the project's callback settings (`checkpoint:`, `metrics:` ...) are accepted so that any config of
+            # `fasvlm fit` parses, and unused: bench times the training step, not checkpoints or reports
+            from fasvlm.cli import callback_groups
+
+            for key, cls in callback_groups().items():
+                parser.add_class_arguments(cls, key)
+
+    cli = BenchCLI(model_class=None, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True,
+                   run=False, args=argv, save_config_callback=None, auto_configure_optimizers=False)
     return cli.model, cli.datamodule, cfg
 
 
