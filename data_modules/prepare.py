@@ -45,6 +45,7 @@ from . import faces as _faces
 from . import video as _video
 from .adapters import LayoutError, adapter_names, get_adapter
 from .record import SampleRecord, count_by, resolve_bbox, write_manifest
+from .workers import worker_context
 
 __all__ = ["PrepareOptions", "PrepareResult", "PrepareError", "prepare", "build_parser", "main"]
 
@@ -429,19 +430,12 @@ def _work(job: _Job) -> _Outcome:
 def _start_pool(n_jobs: int, adapter: ModuleType, options: PrepareOptions, crop_mode: str, out: Path):
     """A worker pool, or None to work in this process (``workers <= 1`` or a single item).
 
-    Workers never fork from this process: OpenCV's thread pool (and other libraries' locks) do not survive a fork once
-    used, and the caller may have used them. On Linux a fork server, which has only imported this module, forks them
-    (the package import, which pulls in Lightning, is paid once); elsewhere they are spawned.
+    Workers never fork from this process (:func:`~.workers.worker_context`); the fork server has imported this module
+    (the package import, which pulls in Lightning, is paid once).
     """
     if options.workers <= 1 or n_jobs <= 1:
         return None
-    import multiprocessing as mp
-
-    if sys.platform.startswith("linux"):
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
-    else:
-        ctx = mp.get_context("spawn")
+    ctx = worker_context(__name__)
     workers = min(options.workers, n_jobs)
     return ctx.Pool(workers, _init_worker, (adapter.__name__, options, crop_mode, str(out), list(sys.path)))
 

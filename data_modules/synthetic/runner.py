@@ -11,12 +11,12 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ..workers import worker_context
 from .celeba import ImageTask, plan_celeba, render_image_task, write_celeba_metas
 from .celeba import truth_rows as celeba_truth
 from .presets import Preset, get_preset
@@ -57,11 +57,9 @@ def _init_worker() -> None:
 def _execute(tasks: list, workers: int, on_start: Callable[[], None] = lambda: None) -> Iterator[tuple[str, dict]]:
     """Run tasks (the caller puts the long ones first), yielding results as they finish.
 
-    Workers never fork from the caller's process: OpenCV's thread pool (and other libraries' locks) do not survive a
-    fork once used, and a caller (a test session, a notebook) may have used them, which hung the workers. On Linux a
-    fork server that has only imported this module forks them; elsewhere they are spawned (callers then need the
-    usual ``if __name__ == "__main__"`` guard). The pool exists before ``on_start`` starts any thread (the progress
-    bar). Workers do no threaded BLAS work (only 3x3 products) and run OpenCV single-threaded.
+    Workers never fork from the caller's process (:func:`~..workers.worker_context`; a fork of a test session that
+    had used OpenCV hung them). The pool exists before ``on_start`` starts any thread (the progress bar). Workers do
+    no threaded BLAS work (only 3x3 products) and run OpenCV single-threaded.
     """
     if workers <= 1:
         import cv2
@@ -74,14 +72,7 @@ def _execute(tasks: list, workers: int, on_start: Callable[[], None] = lambda: N
         finally:
             cv2.setNumThreads(threads)  # leave the caller's process as it was
         return
-    import multiprocessing as mp
-
-    if sys.platform.startswith("linux"):
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
-    else:
-        ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init_worker) as pool:
+    with worker_context(__name__).Pool(workers, initializer=_init_worker) as pool:
         on_start()
         yield from pool.imap_unordered(_run_task, tasks, chunksize=4)
 
