@@ -73,8 +73,7 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
     its pretraining), for configs that load it (conf/ifas/tiny.yaml)."""
     import torch
 
-    from fasvlm.backbones import load_clip
-    from fasvlm.systems.clip_pretrain import save_clip
+    from fasvlm.backbones import load_clip, save_clip
 
     torch.manual_seed(0)
     model, tokenizer = load_clip("tiny")

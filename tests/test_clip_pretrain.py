@@ -12,8 +12,15 @@ import pytest
 import torch
 from conftest import REPO
 
-from fasvlm.backbones import BackboneNotFoundError, image_spec, load_clip, load_tokenizer, load_vision_encoder
-from fasvlm.systems.clip_pretrain import CLIPPretrainSystem, multi_positive_clip_loss, save_clip
+from fasvlm.backbones import (
+    BackboneNotFoundError,
+    image_spec,
+    load_clip,
+    load_tokenizer,
+    load_vision_encoder,
+    save_clip,
+)
+from fasvlm.systems.clip_pretrain import CLIPPretrainSystem, multi_positive_clip_loss
 
 
 def test_loss_with_unique_captions_is_clips_loss():

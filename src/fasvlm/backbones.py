@@ -33,6 +33,7 @@ __all__ = [
     "CLIP_PRESETS",
     "load_vision_encoder",
     "load_clip",
+    "save_clip",
     "load_causal_lm",
     "load_t5",
     "qformer_config",
@@ -220,6 +221,31 @@ def load_clip(name_or_path: str = "tiny", *, vision: str | None = None, image_si
                          f"not to the checkpoint {name_or_path!r}")
     model = _from_pretrained("clip", CLIPModel.from_pretrained, name_or_path)
     return model, _from_pretrained("clip", AutoTokenizer.from_pretrained, name_or_path)
+
+
+def save_clip(model, tokenizer, image_size: int, out: str | Path) -> Path:
+    """``save_pretrained`` of the CLIP, its tokenizer and a CLIP image processor into ``out``, replaced atomically
+    (written beside it, then renamed), so a reader never sees half a model."""
+    try:
+        from transformers import CLIPImageProcessorPil as CLIPImageProcessor  # no torchvision needed
+    except ImportError:  # older transformers
+        from transformers import CLIPImageProcessor
+
+    import shutil
+
+    out = Path(out)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+                       ).save_pretrained(tmp)
+    old = out.with_name(out.name + f".old{os.getpid()}")
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
 
 
 def image_spec(name_or_path: str = "tiny", *, image_size: int | None = None) -> ImageSpec:

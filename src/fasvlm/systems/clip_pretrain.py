@@ -27,20 +27,18 @@ Usage (see ``conf/clip/tiny_pretrain.yaml``)::
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 
-from fasvlm.backbones import ImageSpec, load_clip
+from fasvlm.backbones import ImageSpec, load_clip, save_clip
 from fasvlm.data_modules.taxonomy import CELEBA_SPOOF_TYPES
 from fasvlm.systems.common import SchedulerName, configure_adamw, eval_output
-from fasvlm.text.prompts import compose_caption, load_captions
+from fasvlm.text.prompts import batch_captions, compose_caption, load_captions
 
-__all__ = ["CLIPPretrainSystem", "multi_positive_clip_loss", "save_clip"]
+__all__ = ["CLIPPretrainSystem", "multi_positive_clip_loss"]
 
 log = logging.getLogger(__name__)
 
@@ -57,29 +55,6 @@ def multi_positive_clip_loss(logits_per_image: torch.Tensor, groups: list[str]) 
     targets = same / same.sum(1, keepdim=True)
     logits = logits_per_image.float()
     return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets))
-
-
-def save_clip(model, tokenizer, image_size: int, out: str | Path) -> Path:
-    """``save_pretrained`` of the CLIP, its tokenizer and a CLIP image processor into ``out``, replaced atomically
-    (written beside it, then renamed), so a reader never sees half a model."""
-    try:
-        from transformers import CLIPImageProcessorPil as CLIPImageProcessor  # no torchvision needed
-    except ImportError:  # older transformers
-        from transformers import CLIPImageProcessor
-
-    out = Path(out)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-                       ).save_pretrained(tmp)
-    old = out.with_name(out.name + f".old{os.getpid()}")
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-    return out
 
 
 class CLIPPretrainSystem(L.LightningModule):
@@ -116,10 +91,7 @@ class CLIPPretrainSystem(L.LightningModule):
     def captions_for(self, batch: dict) -> list[str]:
         if self.hparams.captions is not None and self._captions is None:
             self._captions = load_captions(self.hparams.captions)
-        table = self._captions or {}
-        return [table.get(sid) or compose_caption(attack, ill, env, cq) for sid, attack, ill, env, cq in zip(
-            batch["sample_id"], batch["attack"], batch["illumination_name"], batch["environment_name"],
-            batch["camera_quality_name"])]
+        return batch_captions(batch, self._captions)[0]
 
     def _tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.hparams.max_text_tokens,

@@ -40,7 +40,7 @@ from fasvlm.text.prompts import (
     QUESTION,
     YES,
     IFASPrompt,
-    compose_caption,
+    batch_captions,
     interpretation_for,
     judgment_for,
     load_captions,
@@ -149,16 +149,8 @@ class IFASSystem(L.LightningModule):
         n = len(batch["label"])
         if not self.hparams.use_scf:
             return [interpretation_for(None)] * n
-        table = self._caption_table()
-        names = {k: batch.get(f"{k}_name") or [None] * n for k in ("illumination", "environment", "camera_quality")}
-        out, missing = [], 0
-        for i in range(n):
-            caption = table.get(str(batch["sample_id"][i])) if table is not None else None
-            if caption is None:
-                missing += table is not None
-                caption = compose_caption(batch["attack"][i], names["illumination"][i], names["environment"][i],
-                                          names["camera_quality"][i])
-            out.append(interpretation_for(caption))
+        captions, missing = batch_captions(batch, self._caption_table())
+        out = [interpretation_for(c) for c in captions]
         if missing and not self._missing_captions_warned:
             self._missing_captions_warned = True
             warnings.warn(f"captions table {self.hparams.captions}: {missing} of {n} samples in a batch have no "

@@ -488,12 +488,7 @@ def build_tiny_clip(path: str | Path, image_size: int = 32, seed: int = 0) -> Pa
     written with ``save_pretrained``."""
     from transformers import CLIPConfig, CLIPModel
 
-    try:
-        from transformers import CLIPImageProcessorPil as CLIPImageProcessor  # no torchvision needed
-    except ImportError:  # older transformers
-        from transformers import CLIPImageProcessor
-
-    from fasvlm.backbones import load_tokenizer
+    from fasvlm.backbones import load_tokenizer, save_clip
 
     tok = load_tokenizer("tiny", "causal_lm")
     common = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
@@ -501,12 +496,7 @@ def build_tiny_clip(path: str | Path, image_size: int = 32, seed: int = 0) -> Pa
                                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **common),
                         vision_config=dict(image_size=image_size, patch_size=8, **common), projection_dim=32)
     torch.manual_seed(seed)
-    path = Path(path)
-    CLIPModel(config).save_pretrained(path)
-    CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-                       ).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_clip(CLIPModel(config), tok, image_size, path)
 
 
 def build_tiny_llm(path: str | Path, seed: int = 0) -> Path:

@@ -44,6 +44,7 @@ __all__ = [
     "answer_text",
     "compose_caption",
     "load_captions",
+    "batch_captions",
     "AnswerTokens",
     "IFASPrompt",
 ]
@@ -160,6 +161,23 @@ def load_captions(path: str | Path) -> dict[str, str]:
     if missing:
         raise ValueError(f"captions table {path} lacks column(s) {sorted(missing)}; has {list(df.columns)}")
     return dict(zip(df["sample_id"].astype(str), df["caption"].astype(str)))
+
+
+def batch_captions(batch: dict, table: dict[str, str] | None = None) -> tuple[list[str], int]:
+    """Caption per sample of a batch: its row in ``table`` (by sample id), else the template caption of its attack
+    type and capture conditions (:func:`compose_caption`). Returns the captions and how many samples ``table`` lacked.
+    """
+    n = len(batch["attack"])
+    names = {k: batch.get(f"{k}_name") or [None] * n for k in ("illumination", "environment", "camera_quality")}
+    out, missing = [], 0
+    for i in range(n):
+        caption = table.get(str(batch["sample_id"][i])) if table is not None else None
+        if caption is None:
+            missing += table is not None
+            caption = compose_caption(batch["attack"][i], names["illumination"][i], names["environment"][i],
+                                      names["camera_quality"][i])
+        out.append(caption)
+    return out, missing
 
 
 @dataclass
