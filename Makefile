@@ -7,7 +7,6 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip
 RUN_DIR ?= runs/quickstart
 SYNTH_DIR ?= data/synthetic
-PRETRAIN_DIR ?= data/pretrain
 TINY_CLIP ?= data/tiny_clip
 IFAS_RUN_DIR ?= runs/ifas_tiny
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
@@ -31,13 +30,12 @@ quickstart: venv
 	@echo "TensorBoard logs: $(RUN_DIR)   (view with: $(BIN)/tensorboard --logdir $(RUN_DIR))"
 
 # The tiny pretrained CLIP that conf/ifas/tiny.yaml loads and keeps frozen: synthetic image-caption pairs of its own
-# domain, contrastive pretraining, save_pretrained to $(TINY_CLIP). Built once (~2 minutes on 2 cores).
+# domain (data/pretrain, the data paths of conf/clip/tiny_pretrain.yaml), contrastive pretraining, save_pretrained to
+# $(TINY_CLIP). Built once (~2 minutes on 2 cores).
 tiny-clip: venv
 	test -f $(TINY_CLIP)/config.json || { \
-	  { test -f $(PRETRAIN_DIR)/.complete || $(BIN)/fasvlm synth --out $(PRETRAIN_DIR) --preset pretrain; } && \
-	  $(BIN)/fasvlm fit --config conf/clip/tiny_pretrain.yaml --model.init_args.export_dir $(TINY_CLIP) \
-	    --data.init_args.sources '[{name: synth_pretrain, dataset: celeba_spoof, root: $(PRETRAIN_DIR)/synth_pretrain, split: train}]' \
-	    --data.init_args.targets '[{name: synth_pretrain, dataset: celeba_spoof, root: $(PRETRAIN_DIR)/synth_pretrain, split: test}]'; }
+	  { test -f data/pretrain/.complete || $(BIN)/fasvlm synth --out data/pretrain --preset pretrain; } && \
+	  $(BIN)/fasvlm fit --config conf/clip/tiny_pretrain.yaml --model.init_args.export_dir $(TINY_CLIP); }
 
 # I-FAS-tiny end to end: fit, test of the best checkpoint (metrics table), judgments and explanations (predict).
 ifas-tiny: tiny-clip
