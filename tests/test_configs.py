@@ -5,6 +5,8 @@ constructor arguments, ``__all__`` in every package ``__init__``."""
 from __future__ import annotations
 
 import ast
+import importlib
+import importlib.util
 import inspect
 import re
 import typing
@@ -153,8 +155,6 @@ PAIRS_OF_CLASSES = {
 
 
 def _class(path: str) -> type:
-    import importlib
-
     module, name = path.split(":")
     return getattr(importlib.import_module(module), name)
 
@@ -210,13 +210,13 @@ def _module_name(init: Path) -> str:
 
 @pytest.mark.parametrize("init", PACKAGE_INITS, ids=_module_name)
 def test_package_init_declares_all(init):
-    import importlib
-
     tree = ast.parse(init.read_text())
     assert ast.get_docstring(tree), f"{init}: a docstring saying what the package holds"
     declared = [n for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
                 and any(getattr(t, "id", None) == "__all__" for t in getattr(n, "targets", [getattr(n, "target", None)]))]
     assert declared, f"{init}: no __all__"
-    module = importlib.import_module(_module_name(init))
-    for name in module.__all__:
-        assert getattr(module, name, None) is not None, f"{_module_name(init)}.__all__ names {name!r}, which is missing"
+    package = _module_name(init)
+    module = importlib.import_module(package)
+    for name in module.__all__:  # an attribute, or a submodule (``from package import *`` imports those)
+        found = getattr(module, name, None) is not None or importlib.util.find_spec(f"{package}.{name}") is not None
+        assert found, f"{package}.__all__ names {name!r}, which is neither an attribute nor a submodule"
