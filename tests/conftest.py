@@ -85,10 +85,9 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
 def wheel_site(tmp_path_factory) -> Path:
     """The project built as a wheel and installed into an empty target directory (no package-dir mapping: there,
     fasvlm.data_modules and fasvlm.callbacks are plain subpackages). Returns the target directory."""
+    import shutil
     import subprocess
     import sys
-
-    import shutil
 
     base = tmp_path_factory.mktemp("wheel")
     # build from a copy: an in-tree build leaves build/lib behind, whose stale modules a later wheel would ship
