@@ -295,12 +295,70 @@ def test_detector_flag(fake_adapter, mixed_release, tmp_path, monkeypatch):
 
     monkeypatch.setattr(faces.HaarFaceDetector, "detect", detect)
     out = tmp_path / "out"
-    prepare.prepare(fake_adapter, mixed_release, out, PrepareOptions(**FAST))
+    prepare.prepare(fake_adapter, mixed_release, out, PrepareOptions(detector="haar", **FAST))
     recs = read_manifest(out / "manifest.parquet")
     flags = {(r.video, r.frame): r.extra["crop"] for r in recs}
-    assert flags[("attack/nobox", 6)] == flags[("img", 0)] == "detector"
+    assert flags[("attack/nobox", 6)] == flags[("img", 0)] == "haar"
+    assert {r.extra["detector"] for r in recs if r.extra["crop"] == "haar"} == {"haar"}
     assert flags[("live/boxed", 6)] == "box"  # a shipped box wins over the detector
     assert len(calls) == 3  # 2 frames of nobox + the image; boxed videos never run the detector
+
+
+class _ScriptedDetector:
+    """Stands in for dlib: finds a face only in images whose mean is above ``threshold``."""
+
+    name = "dlib"
+
+    def __init__(self, threshold):
+        self.threshold, self.calls = threshold, 0
+
+    def detect_faces(self, image):
+        self.calls += 1
+        if image.mean() <= self.threshold:
+            return []
+        return [faces.Face((4.0, 4.0, 30.0, 30.0), None, 2.0, "dlib")]
+
+
+def test_detector_order_release_box_then_detector_then_haar_then_centre(fake_adapter, mixed_release, tmp_path,
+                                                                         monkeypatch):
+    """Order: shipped box -> detector (dlib) -> Haar -> flagged centre crop; the manifest says which produced each
+    crop and summary.json counts them per split and label (runs with or without the faces extra: dlib is scripted)."""
+    scripted = _ScriptedDetector(threshold=80)  # nobox frames 6 and 9 have grey 60 and 90: 9 found by "dlib"
+    monkeypatch.setattr(faces, "dlib_available", lambda: True)
+    monkeypatch.setattr(faces, "make_detector", lambda name, **kw: scripted)
+    haar_calls = []
+
+    def haar(self, image):  # Haar finds the face of the image (grey 90 + ...) only after dlib missed frame 6
+        haar_calls.append(float(image.mean()))
+        return (5.0, 5.0, 20.0, 20.0) if image.mean() < 70 else None
+
+    monkeypatch.setattr(faces.HaarFaceDetector, "detect", haar)
+    out = tmp_path / "out"
+    result = prepare.prepare(fake_adapter, mixed_release, out, PrepareOptions(detector="dlib", **FAST))
+    flags = {(r.video, r.frame): (r.extra["crop"], r.extra.get("detector")) for r in result.records}
+    assert flags[("live/boxed", 6)] == ("box", "release")
+    assert flags[("attack/nobox", 9)] == ("detector", "dlib")
+    assert flags[("attack/nobox", 6)] == ("haar", "haar")  # dlib found nothing, Haar did
+    assert flags[("img", 0)] == ("detector", "dlib")  # grey 90
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["detector"] == "dlib"
+    assert summary["settings"]["detector_order"] == ["box", "dlib", "haar", "center"]
+    by_split = summary["crop_by_split"]
+    assert by_split["test"]["attack"] == {"detector": 2, "haar": 1}
+    assert by_split["train"]["live"]["box"] == sum(1 for r in result.records if r.extra["crop"] == "box")
+    assert sum(n for lab in by_split.values() for c in lab.values() for n in c.values()) == len(result.records)
+
+
+def test_detector_auto_and_align_without_the_faces_extra(fake_adapter, mixed_release, tmp_path, monkeypatch):
+    monkeypatch.setattr(faces, "dlib_available", lambda: False)
+    assert prepare.resolve_detector("auto") == "haar"
+    for options in (dict(detector="dlib"), dict(detector="haar", align="five_point")):
+        with pytest.raises(PrepareError, match=r"fasvlm\[faces\]"):
+            prepare.prepare(fake_adapter, mixed_release, tmp_path / "o", PrepareOptions(**options, **FAST))
+    monkeypatch.setattr(faces, "dlib_available", lambda: True)
+    assert prepare.resolve_detector("auto") == "dlib"
+    with pytest.raises(PrepareError, match="--align must be one of"):
+        PrepareOptions(align="three_point")
 
 
 def test_resume_skips_finished_items(fake_adapter, mixed_release, tmp_path):
