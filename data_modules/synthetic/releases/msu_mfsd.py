@@ -32,9 +32,10 @@ def _write_face(path: Path, frames: int) -> None:
 
 
 def make_release(root: Path, *, subjects: Iterable[int] | str = (2, 3, 1, 13), media: str = "placeholder",
-                 faces: bool = True, frames: int = 10, layout: str = "release") -> dict:
+                 faces: bool = True, frames: int = 10, layout: str = "release", photo=None) -> dict:
     """Write the release under ``root``; return ``videos``, ``by_split`` ({"train"|"test": {"live": n, "attack": n}})
-    and ``by_attack`` (taxonomy name -> count)."""
+    and ``by_attack`` (taxonomy name -> count). ``photo``: with ``media="real"``, every video shows this RGB
+    photograph (e.g. ``skimage.data.astronaut()``) instead of a flat patch (see ``write_video``)."""
     if layout not in ("release", "flat"):
         raise ValueError(f"layout must be 'release' (scene01/real, scene01/attack) or 'flat', got {layout!r}")
     root = Path(root)
@@ -58,7 +59,7 @@ def make_release(root: Path, *, subjects: Iterable[int] | str = (2, 3, 1, 13), m
         by_split[split] = by_split.get(split, Counter()) + Counter(live=2, attack=6)
     for i, (rel, _) in enumerate(names):
         camera = "android" if "_android_" in rel else "laptop"
-        write_video(data / f"{rel}{_CAMERAS[camera]}", media, frames=frames, seed=i)
+        write_video(data / f"{rel}{_CAMERAS[camera]}", media, frames=frames, seed=i, photo=photo)
         if faces:
             _write_face(data / f"{rel}.face", frames)
     return {"videos": len(names), "by_split": {k: dict(v) for k, v in by_split.items()},
