@@ -619,6 +619,63 @@ def test_help_lists_datasets(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
+def test_show_layout_prints_the_tree_before_reading_anything(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing to read here; --root and --out are not needed
+    for name in adapter_names():
+        assert main(["--dataset", name, "--show-layout"]) == 0
+        text = capsys.readouterr().out
+        assert get_adapter(name).EXPECTED_LAYOUT.strip() in text and "--root" in text
+        assert f"docs/datasets.md#{name.replace('_', '-')}" in text
+    assert main(["--dataset", "msu_mfsd", "--show-layout"]) == 0
+    assert "scene01/real/real_client001_android_SD_scene01.mp4" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SystemExit):
+        main(["--dataset", "msu_mfsd"])
+    assert "--root, --out" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------- adapter options
+
+
+def test_every_adapter_index_takes_typed_keyword_options():
+    """Issue 13: no ``**options``; every option is keyword-only, annotated and has a default (domain among them)."""
+    import inspect
+
+    from fasvlm.data_modules.adapters import index_options
+
+    for name in adapter_names():
+        params = list(inspect.signature(get_adapter(name).index).parameters.values())
+        assert params[0].name == "root", name
+        assert not any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in params), name
+        options = index_options(get_adapter(name))
+        assert "domain" in options, name
+        for opt in options.values():
+            assert opt.kind == opt.KEYWORD_ONLY and opt.annotation is not inspect.Parameter.empty, (name, opt)
+            assert opt.default is not inspect.Parameter.empty, (name, opt)
+
+
+def test_unknown_adapter_option_is_an_error_listing_the_valid_ones(tmp_path, capsys):
+    from fasvlm.data_modules.adapters import index_dataset
+    from fasvlm.data_modules.datamodule import DomainSpec, FASDataModule
+    from fasvlm.data_modules.synthetic.releases.casia_fasd import make_release
+
+    make_release(tmp_path / "raw")
+    with pytest.raises(TypeError, match=r"unknown adapter option\(s\) 'odd_qualty'.*odd_quality='normal'"):
+        index_dataset("casia_fasd", tmp_path / "raw", odd_qualty="low")
+    assert index_dataset("casia_fasd", tmp_path / "raw", odd_quality="low").records
+    # fasvlm prepare --adapter-option: exit status 2 and the valid options named; nothing written
+    code = main(["--dataset", "casia_fasd", "--root", str(tmp_path / "raw"), "--out", str(tmp_path / "out"),
+                 "--adapter-option", "odd_qualty=low", "--index-only"])
+    err = capsys.readouterr().err
+    assert code == 2 and "odd_qualty" in err and "odd_quality='normal'" in err and "faces_dir=None" in err
+    assert not (tmp_path / "out").exists()
+    # DomainSpec.options of the data module
+    spec = DomainSpec("c", dataset="casia_fasd", root=str(tmp_path / "raw"), split="test", options={"bogus": 1})
+    dm = FASDataModule(sources=[spec], targets=[spec], batch_size=2, num_workers=0, image_size=32)
+    with pytest.raises(TypeError, match="'bogus'.*valid options"):
+        dm.setup("fit")
+
+
 # ----------------------------------------------------------------------------------------------- conf/data YAMLs
 
 DATA_CONFS = sorted((REPO / "conf/data").glob("*.yaml"))
