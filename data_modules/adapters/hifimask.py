@@ -56,7 +56,8 @@ MEDIA = "frames"
 EXPECTED_LAYOUT = """\
 <root>/
   Data/<Skin>_<Subject>_<Type>_<Scene>_<Light>_<Sensor>/0000.png ... 0009.png     (CASIA-HiFi-Mask-crop3)
-  [protocol/CASIA_HiFiMask@<p1|p2.1|p2.2|p2.3|p3>_video_{train,dev,test}.txt]   (optional: protocol splits)
+  [protocol/CASIA_HiFiMask@<p1|p2.1|p2.2|p2.3|p3>_video_{train,dev,test}.txt]   (protocol splits; P2.x are
+   derived from P1 when absent, P3 never: without the p3 lists no video is in protocol 3)
 or the challenge release:
   train/<Skin>_<Subject>_<Type>_<Scene>_<Light>_<Sensor>/NNNN.png
 """
