@@ -6,16 +6,22 @@ What ``--out DIR`` holds afterwards:
 
 - ``manifest.parquet``: one :class:`~fasvlm.data_modules.record.SampleRecord` per crop; ``path`` is relative to DIR
   (``crops/...``). Video frames keep the adapter's ``video`` id and get ``frame`` = the frame index in the video.
-  ``extra`` adds ``crop`` ("box" | "detector" | "center" | "full", see :mod:`fasvlm.data_modules.faces`), ``source``
-  (the raw file relative to ``--root``), ``source_bbox`` (the face box in raw pixels), ``num_frames`` for videos, and
-  ``channel`` when it is not RGB. ``bbox`` is the face box in crop pixels (None for centre and full crops).
+  ``extra`` adds ``crop`` (the source of the face: "box" shipped by the release | "detector" (dlib) | "haar" |
+  "center" | "full", tried in that order, see :mod:`fasvlm.data_modules.faces`), ``detector`` (which one found it:
+  "release", "dlib", "dlib_cnn", "haar"), ``align`` ("none" | "five_point") and ``landmarks`` (dlib's 5 points in raw
+  pixels, with ``--align five_point``), ``source`` (the raw file relative to ``--root``), ``source_bbox`` (the face
+  box in raw pixels), ``num_frames`` for videos, and ``channel`` when it is not RGB. ``bbox`` is the face box in crop
+  pixels (for aligned crops: the bounding box of the warped box; None for centre and full crops).
 - ``crops/<raw path relative to --root, suffix dropped>/<frame:05d>.png`` for videos (and for several records that
   share one raw file), ``crops/<raw path, suffix dropped>.png`` for images and frame files.
-- ``summary.json`` (counts per split/label/attack, crop kinds, failures, settings), ``failures.csv`` (path, video,
+- ``summary.json`` (counts per split/label/attack, crop sources overall and per split and label (``crop_by_split``),
+  alignment, failures, the adapter's ``index_report`` (e.g. list conflicts, missing images, protocols that cannot be
+  built), settings including ``detector_order``), ``failures.csv`` (path, video,
   reason: unreadable media, no face with ``--no-face skip``), ``unknown_files.txt`` (files that match no naming rule of
   the adapter), and ``.prepare/`` (settings and the done-list that makes a second run skip finished items).
 
-``--index-only`` writes the adapter's records as they are (absolute raw paths, videos as one record with
+``--show-layout`` prints the dataset's expected tree and options and exits (docs/datasets.md has, per dataset, where
+to obtain it, its licence and the folder to pass as ``--root``). ``--index-only`` writes the adapter's records as they are (absolute raw paths, videos as one record with
 ``frame = -1``) without opening any media.
 """
 
