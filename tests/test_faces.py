@@ -140,3 +140,15 @@ def test_no_face_in_a_flat_image():
     assert faces.detect_faces(flat, "haar") == []
     if faces.dlib_available():
         assert faces.detect_faces(flat, "dlib") == []
+
+
+@needs_dlib
+@pytest.mark.slow
+def test_cnn_detector_on_the_astronaut():
+    """dlib's CNN (MMOD) detector: about 30 s per 512 px image on one CPU core, hence slow."""
+    image = _astronaut()
+    face = faces.detect_faces(image, "dlib_cnn")[0]
+    assert face.detector == "dlib_cnn" and face.score > 0.5
+    _, matrix = faces.align_array(image, face, 224)
+    errors = np.linalg.norm(_apply(matrix, ASTRONAUT_EYES) - faces.five_point_template(224)[:2], axis=1)
+    assert errors.max() < 4.0, errors
