@@ -73,3 +73,20 @@ def test_label_entries_without_their_image_are_counted_and_never_indexed(tmp_pat
     assert len(result.records) == len(splits) - 2
     assert not {str(root / k) for k in gone} & {r.path for r in result.records}
     assert result.report["missing_images"]["count"] == 2 and result.report["missing_images"]["examples"] == gone
+
+
+def test_prepare_writes_the_index_report_to_the_summary(tmp_path, capsys):
+    from fasvlm.data_modules.prepare import main
+
+    root, splits, groups = _release(tmp_path)
+    low_test = sorted(k for k, g in groups.items() if g == "low" and splits[k] == "test")
+    _write_protocol2(root, groups, splits, extra_test={"high": low_test})
+    (root / sorted(splits)[0]).unlink()
+    out = tmp_path / "out"
+    assert main(["--dataset", "celeba_spoof", "--root", str(root), "--out", str(out), "--index-only",
+                 "--no-progress"]) == 0
+    report = json.loads((out / "summary.json").read_text())["index_report"]
+    assert report["missing_images"]["count"] == 1
+    assert report["protocol2_conflicts"]["count"] == len(low_test)
+    err = capsys.readouterr().err
+    assert "missing_images" in err and "protocol2_conflicts" in err
