@@ -1,5 +1,7 @@
 # fasvlm: the README's two commands, `make quickstart` and `make test`, work on a fresh machine.
 # Each creates .venv if it is missing. CPU installs pin torch through constraints.txt (see README for GPU).
+# The faces extra (dlib-bin wheel + face-recognition-models, ~100 MB of CC0 model files) gives prepare its dlib
+# detector and five-point alignment, and lets the tests check them on a real photograph.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -17,7 +19,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(BIN)/fasvlm: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[dev,video,onnx,demo]'
+	$(PIP) install -q -c constraints.txt -e '.[dev,video,onnx,demo,faces]'
 	touch $@
 
 venv: $(BIN)/fasvlm
