@@ -19,13 +19,12 @@ Two modes::
 
 Checkpoints are read with ``torch.load(..., weights_only=True)``: an exported or converted checkpoint may come from
 anywhere, and unpickling arbitrary objects would run arbitrary code. :func:`load_exported` rebuilds the
-LightningModule from an export directory.
+LightningModule from an export directory, only for class paths of the registry :data:`fasvlm.systems.SYSTEMS`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import sys
@@ -193,11 +192,18 @@ def convert_deepspeed(ds_dir: str | Path, out_file: str | Path, *, tag: str | No
             "global_step": client_state.get("global_step"), "epoch": client_state.get("epoch")}
 
 
-def _import_class(class_path: str) -> type:
-    module_name, _, name = class_path.rpartition(".")
-    if not module_name:
-        raise ValueError(f"class path {class_path!r} is not 'module.Class'")
-    return getattr(importlib.import_module(module_name), name)
+def _system_class(class_path: str, source: Path) -> type:
+    """The class registered under ``class_path`` in :data:`fasvlm.systems.SYSTEMS`; nothing else is imported.
+
+    An export directory may come from anywhere: importing and calling a class path read from its config.json would
+    run whatever that names (``subprocess.Popen``...).
+    """
+    from fasvlm.systems import SYSTEMS
+
+    if class_path not in SYSTEMS:
+        raise ValueError(f"{source}: class_path {class_path!r} is not a fasvlm system; valid: {', '.join(SYSTEMS)}. "
+                         "Exports load only the project's registered systems (fasvlm.systems.SYSTEMS)")
+    return SYSTEMS[class_path]
 
 
 def load_exported(directory: str | Path, *, class_path: str | None = None):
@@ -215,7 +221,7 @@ def load_exported(directory: str | Path, *, class_path: str | None = None):
     class_path = class_path or config.get("class_path")
     if not class_path:
         raise ValueError(f"{directory}: no class path recorded; pass class_path=")
-    module = _import_class(class_path)(**config["hyper_parameters"])
+    module = _system_class(class_path, directory / CONFIG_FILE)(**config["hyper_parameters"])
     state = load_file(str(directory / WEIGHTS_FILE))
     missing, unexpected = module.load_state_dict(state, strict=False)
     if unexpected:
