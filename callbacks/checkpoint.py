@@ -32,7 +32,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 __all__ = ["AtomicCheckpointIO", "LastCheckpoint", "SigtermCheckpoint", "ScheduleHorizonCheck", "atomic_write_bytes",
-           "readable_checkpoint", "checkpoint_candidates", "SIGTERM_EXIT_CODE"]
+           "readable_checkpoint", "checkpoint_candidates", "remove_stale_temporaries", "SIGTERM_EXIT_CODE"]
 
 SIGTERM_EXIT_CODE = 143  # 128 + SIGTERM: what a shell reports for a process ended by SIGTERM
 _CHUNK = 1 << 20
@@ -122,22 +122,38 @@ class LastCheckpoint(ModelCheckpoint):
 
 
 class SigtermCheckpoint(L.Callback):
-    """On SIGTERM, Lightning finishes the current batch and raises ``SIGTERMException`` on every rank; this callback
-    then saves ``<dirpath>/last.ckpt`` (resumable mid-epoch with ``--ckpt_path last``)."""
+    """SIGTERM (scancel, preemption) during ``fit``: save a resumable ``<dirpath>/last.ckpt``, then stop.
+
+    Lightning's own handling only sets ``trainer.received_sigterm`` and ends ``fit`` with ``SystemExit()`` (exit code 0,
+    no checkpoint). Here the checkpoint is written at the end of the training batch in flight, the point where
+    ``ModelCheckpoint(every_n_train_steps)`` saves (so a resume continues step for step), on every rank together
+    (the flag is reduced over ranks: one rank's signal stops all), and ``SIGTERMException`` is raised; the CLI
+    turns it into exit code 143. A signal outside a training batch (validation) is saved from ``on_exception``.
+    """
 
     def __init__(self, dirpath: str | Path, filename: str = "last"):
         self.path = Path(dirpath) / f"{filename}.ckpt"
         self.saved_step: int | None = None
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, SIGTERMException) or not trainer.training:
-            return
+    def _save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.path)
         self.saved_step = trainer.global_step
         if trainer.is_global_zero:
             print(f"fasvlm: SIGTERM: saved {self.path} at step {trainer.global_step}; exit code "
                   f"{SIGTERM_EXIT_CODE}. Resume with the same command and --ckpt_path last.", file=sys.stderr,
                   flush=True)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        stop = bool(trainer.received_sigterm)
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop and self.saved_step is None:
+            self._save(trainer)
+            raise SIGTERMException()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and trainer.training and self.saved_step is None:
+            self._save(trainer)
 
 
 def _horizon(scheduler) -> int | None:
@@ -173,6 +189,15 @@ class ScheduleHorizonCheck(L.Callback):
                 "schedule cannot be extended without changing the steps already taken. Resume with the original "
                 "--trainer.max_epochs/--trainer.max_steps, or start a new run with the longer schedule (a new "
                 "run directory, or fit --overwrite).")
+
+
+def remove_stale_temporaries(ckpt_dir: Path) -> list[Path]:
+    """Remove the temporary files a killed :func:`atomic_write_bytes` left in ``ckpt_dir`` (call only while no other
+    process writes there: the CLI holds the run directory's lock)."""
+    stale = [p for p in Path(ckpt_dir).glob(".*.ckpt.tmp-*") if p.is_file()] if Path(ckpt_dir).is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def checkpoint_candidates(run_dir: Path, ckpt_dir: Path) -> list[Path]:

@@ -400,7 +400,7 @@ class FASDataModule(L.LightningDataModule):
             self._records = self._build_records()
             self._log_counts()
         # the splits this stage reads: fit -> train + source val; validate -> source val; test/predict -> targets
-        wanted = {"fit": ("train", SOURCE_NAME), "validate": (SOURCE_NAME,)}.get(str(stage))
+        wanted = {"fit": ("train", SOURCE_NAME), "validate": (SOURCE_NAME,)}.get(stage or "")
         require_files({k: v for k, v in self._records.items()
                        if (k in wanted if wanted else k not in ("train", SOURCE_NAME))})
         spec = self._image_spec()

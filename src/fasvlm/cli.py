@@ -177,6 +177,10 @@ def _build_cli_class():
                     cfg.ckpt_path = str(found) if found else None
                 return
             _lock_run_dir(root)
+            from fasvlm.callbacks.checkpoint import remove_stale_temporaries
+
+            for stale in remove_stale_temporaries(ckpt_dir):  # a write killed half-way (the checkpoint is intact)
+                print(f"fasvlm fit: removed {stale}, a checkpoint write that did not finish", file=sys.stderr)
             held = _run_files(root, ckpt_dir)
             ckpt = cfg.get("ckpt_path")
             if cfg.get("overwrite"):
