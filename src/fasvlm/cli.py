@@ -116,6 +116,15 @@ def _build_cli_class():
                 "last_checkpoint.save_on_train_epoch_end": True,
             })
 
+        def _parse_ckpt_path(self) -> None:
+            # LightningCLI replaces the configured model by the checkpoint's own class and arguments when
+            # --ckpt_path names a file: a checkpoint of another system would silently be evaluated instead
+            sub = self.config.get("subcommand")
+            ckpt = self.config[sub].get("ckpt_path") if sub else None
+            if ckpt and Path(str(ckpt)).is_file():
+                _check_system_class(Path(str(ckpt)), self.config[sub])
+            super()._parse_ckpt_path()
+
         def before_instantiate_classes(self) -> None:
             cfg = self.config[self.subcommand] if self.subcommand else self.config
             trainer = cfg.trainer
@@ -549,6 +558,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (RunError, EmptySplitError) as err:
         print(f"fasvlm: {err}", file=sys.stderr)
+        while _LOCKS:  # nothing ran: let the next command use the directory at once (also in-process callers)
+            _LOCKS.pop().close()
         return 2
     except SIGTERMException:
         # Lightning ends fit on SIGTERM by raising SystemExit() (exit code 0); the checkpoint is written by
