@@ -205,7 +205,7 @@ def _build_cli_class():
                     import yaml
 
                     old = yaml.safe_load(stored.read_text()) or {}
-                    new = yaml.safe_load(self._parser(self.subcommand).dump(cfg, skip_none=False))
+                    new = yaml.safe_load(self._parser(self.subcommand).dump(cfg))
                     diff = config_diff(old, new)
                     if diff:
                         raise RunError(
@@ -447,6 +447,15 @@ def _check_system_class(ckpt: Path, cfg) -> None:
 
 def config_diff(old: dict, new: dict) -> list[str]:
     """``key: old -> new`` for the experiment-defining keys (EXPERIMENT_KEYS, without runtime loader settings)."""
+
+    def no_none(d: Any) -> Any:  # a key set to null == a key left out (dumps differ in that)
+        if isinstance(d, dict):
+            return {k: no_none(v) for k, v in d.items() if v is not None}
+        if isinstance(d, list | tuple):
+            return [no_none(v) for v in d]
+        return d
+
+    old, new = no_none(old), no_none(new)
 
     def flat(d: Any, prefix: str = "") -> dict[str, Any]:
         if isinstance(d, dict):
