@@ -54,7 +54,8 @@ test-all: venv
 	$(BIN)/python -m pytest -q
 
 # A real SLURM cluster on loopback (root; installs slurm-wlm and munge with apt-get if missing): train+test and
-# SIGUSR1 -> requeue -> resume through conf/slurm/cpu_gloo.sbatch. 2-3 minutes on 2 cores.
+# SIGUSR1 -> requeue -> resume, scancel (SIGTERM) -> checkpoint -> resubmission, two concurrent jobs, through
+# conf/slurm/cpu_gloo.sbatch.
 test-slurm: venv
 	FASVLM_VENV=$(abspath $(VENV)) bash tests/slurm/run_slurm_test.sh
 
