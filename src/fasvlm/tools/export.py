@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export trainable weights (safetensors + config.json), or convert a DeepSpeed checkpoint "
                     "directory into the project's single-file checkpoint.",
         epilog="examples:\n"
-               "  fasvlm export --ckpt runs/quickstart/checkpoints/best.ckpt --out exported/quickstart\n"
+               "  fasvlm export --ckpt runs/instructflip-quickstart/latest/checkpoints/best.ckpt --out exported/quickstart\n"
                "  fasvlm export --deepspeed-dir runs/ifas/checkpoints/last.ckpt --out runs/ifas/last-fp32.ckpt",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
