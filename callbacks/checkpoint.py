@@ -124,36 +124,41 @@ class LastCheckpoint(ModelCheckpoint):
 class SigtermCheckpoint(L.Callback):
     """SIGTERM (scancel, preemption) during ``fit``: save a resumable ``<dirpath>/last.ckpt``, then stop.
 
-    Lightning's own handling only sets ``trainer.received_sigterm`` and ends ``fit`` with ``SystemExit()`` (exit code 0,
-    no checkpoint). Here the checkpoint is written at the end of the training batch in flight, the point where
-    ``ModelCheckpoint(every_n_train_steps)`` saves (so a resume continues step for step), on every rank together
-    (the flag is reduced over ranks: one rank's signal stops all), and ``SIGTERMException`` is raised; the CLI
-    turns it into exit code 143. A signal outside a training batch (validation) is saved from ``on_exception``.
+    Lightning's own handling ends ``fit`` with ``SystemExit()`` (exit code 0, no checkpoint), and under DDP its handler
+    runs a collective inside the signal handler. Here the handler only sets a flag (replacing Lightning's SIGTERM
+    handler from ``on_train_start`` on; SIGUSR1 and its requeue stay Lightning's). At the end of each training batch
+    the flag is reduced over the ranks (one rank's signal stops all, same step), the checkpoint is written where
+    ``ModelCheckpoint(every_n_train_steps)`` writes it (so a resume continues step for step) and ``SIGTERMException``
+    is raised; the CLI turns it into exit code 143. A signal during validation takes effect at the next batch end.
     """
 
     def __init__(self, dirpath: str | Path, filename: str = "last"):
         self.path = Path(dirpath) / f"{filename}.ckpt"
         self.saved_step: int | None = None
+        self.received = False
 
-    def _save(self, trainer: L.Trainer) -> None:
-        trainer.save_checkpoint(self.path)
-        self.saved_step = trainer.global_step
-        if trainer.is_global_zero:
-            print(f"fasvlm: SIGTERM: saved {self.path} at step {trainer.global_step}; exit code "
-                  f"{SIGTERM_EXIT_CODE}. Resume with the same command and --ckpt_path last.", file=sys.stderr,
-                  flush=True)
+    def _on_sigterm(self, signum, frame) -> None:
+        self.received = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
-        stop = bool(trainer.received_sigterm)
-        if trainer.world_size > 1:
+        stop = self.received or bool(trainer.received_sigterm)
+        if trainer.world_size > 1:  # every rank calls this once per batch: the collectives pair up
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if stop and self.saved_step is None:
-            self._save(trainer)
+            trainer.save_checkpoint(self.path)
+            self.saved_step = trainer.global_step
+            if trainer.is_global_zero:
+                print(f"fasvlm: SIGTERM: saved {self.path} at step {trainer.global_step}; exit code "
+                      f"{SIGTERM_EXIT_CODE}. Resume with the same command and --ckpt_path last.", file=sys.stderr,
+                      flush=True)
             raise SIGTERMException()
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException) and trainer.training and self.saved_step is None:
-            self._save(trainer)
 
 
 def _horizon(scheduler) -> int | None:
