@@ -18,7 +18,8 @@ without a directory use ``latest``. A ``fit`` into a directory that holds a run 
 (``--ckpt_path last``, experiment-defining keys unchanged) or ``--overwrite`` is given.
 
 Tool subcommands are dispatched before LightningCLI parses anything: ``fasvlm synth``, ``prepare``, ``caption``,
-``bench``, ``export``.
+``bench``, ``export``; ``fasvlm predict --model ... --input ...`` scores files (:mod:`fasvlm.tools.predict`), while
+``fasvlm predict --config ...`` is LightningCLI's predict on a dataset config.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ class RunError(Exception):
 TOOLS: dict[str, tuple[str, str]] = {
     "synth": ("fasvlm.data_modules.synthetic.cli:main", "generate synthetic FAS data in the official layouts"),
     "prepare": ("fasvlm.data_modules.prepare:main", "index a dataset release, sample frames, crop faces -> manifest"),
-    "caption": ("fasvlm.tools.caption:main", "spoof-aware captioning (SCF) and instruction data"),
+    "caption": ("fasvlm.captioning.cli:main", "spoof-aware captioning (SCF) and instruction data"),
     "bench": ("fasvlm.tools.bench:main", "measure FLOPs, throughput and MFU of a config"),
     "export": ("fasvlm.tools.export:main", "export trainable weights (safetensors + config) / convert DeepSpeed checkpoints"),
+    "demo": ("fasvlm.tools.demo:main", "Gradio app: upload an image or a short video, see the decision"),
 }
 
 _DESCRIPTION = "fasvlm: vision-language face anti-spoofing with PyTorch Lightning.\n\nTool subcommands:\n" + "\n".join(
@@ -284,12 +286,13 @@ def experiment_name(cfg) -> str:
 
     method: the directory of the last config that sets ``model`` (``conf/ifas/paper.yaml`` -> ``ifas``), or, for a
     config outside a method directory, the module of the system class (``fasvlm.systems.instructflip...`` ->
-    ``instructflip``). protocol: the stem of the last config that sets ``data`` (``conf/data/mcio_c.yaml`` ->
-    ``mcio_c``; ``conf/baseline/tiny.yaml`` -> ``tiny``), ``custom`` when data is given on the command line only.
+    ``instructflip``). protocol: the stem of the last config in a ``data/`` directory (``conf/data/mcio_c.yaml`` ->
+    ``mcio_c``, given before or after the method config), else of the last config that sets ``data``
+    (``conf/baseline/tiny.yaml`` -> ``tiny``), ``custom`` when data is given on the command line only.
     """
     import yaml
 
-    method = protocol = None
+    method = protocol = data_dir_protocol = None
     for path in _config_files(cfg):
         try:
             content = yaml.safe_load(path.read_text()) or {}
@@ -302,7 +305,9 @@ def experiment_name(cfg) -> str:
             method = method or _system_module(cfg)
         if "data" in content:
             protocol = path.stem
-    return f"{method or _system_module(cfg)}-{protocol or 'custom'}"
+            if path.parent.name == "data":  # conf/data/<protocol>.yaml names the protocol wherever it is given
+                data_dir_protocol = path.stem
+    return f"{method or _system_module(cfg)}-{data_dir_protocol or protocol or 'custom'}"
 
 
 def _system_module(cfg) -> str:
@@ -536,6 +541,11 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in TOOLS:
         return _run_tool(args[0], args[1:])
+    if args and args[0] == "predict" and any(a.split("=")[0] in ("--model", "--input") for a in args[1:]):
+        # file mode (a user's own images and videos); `fasvlm predict --config ...` stays LightningCLI's
+        from fasvlm.tools.predict import main as predict_files
+
+        return predict_files(args[1:])
     _quiet_library_noise()
     from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.utilities.exceptions import SIGTERMException
