@@ -7,10 +7,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip
-RUN_DIR ?= runs/quickstart
+RUN_DIR ?= runs/instructflip-quickstart/latest
 SYNTH_DIR ?= data/synthetic
 TINY_CLIP ?= data/tiny_clip
-IFAS_RUN_DIR ?= runs/ifas_tiny
+IFAS_RUN_DIR ?= runs/ifas-tiny/latest
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -25,10 +25,11 @@ $(BIN)/fasvlm: pyproject.toml constraints.txt
 venv: $(BIN)/fasvlm
 
 # Synthetic data is generated once; training then the test of the best checkpoint; prints the metrics table.
+# Each fit is a new run directory runs/instructflip-quickstart/<timestamp>; `test` uses its `latest` link.
 quickstart: venv
 	test -f $(SYNTH_DIR)/.complete || $(BIN)/fasvlm synth --out $(SYNTH_DIR) --preset quickstart
-	$(BIN)/fasvlm fit --config conf/quickstart.yaml --trainer.default_root_dir $(RUN_DIR)
-	$(BIN)/fasvlm test --config conf/quickstart.yaml --trainer.default_root_dir $(RUN_DIR) --ckpt_path best
+	$(BIN)/fasvlm fit --config conf/quickstart.yaml
+	$(BIN)/fasvlm test --config conf/quickstart.yaml --ckpt_path best
 	@echo "TensorBoard logs: $(RUN_DIR)   (view with: $(BIN)/tensorboard --logdir $(RUN_DIR))"
 
 # The tiny pretrained CLIP that conf/ifas/tiny.yaml loads and keeps frozen: synthetic image-caption pairs of its own
@@ -42,9 +43,9 @@ tiny-clip: venv
 # I-FAS-tiny end to end: fit, test of the best checkpoint (metrics table), judgments and explanations (predict).
 ifas-tiny: tiny-clip
 	test -f $(SYNTH_DIR)/.complete || $(BIN)/fasvlm synth --out $(SYNTH_DIR) --preset quickstart
-	$(BIN)/fasvlm fit --config conf/ifas/tiny.yaml --model.init_args.vision $(TINY_CLIP) --trainer.default_root_dir $(IFAS_RUN_DIR)
-	$(BIN)/fasvlm test --config conf/ifas/tiny.yaml --model.init_args.vision $(TINY_CLIP) --trainer.default_root_dir $(IFAS_RUN_DIR) --ckpt_path best
-	$(BIN)/fasvlm predict --config conf/ifas/tiny.yaml --model.init_args.vision $(TINY_CLIP) --trainer.default_root_dir $(IFAS_RUN_DIR) --ckpt_path best
+	$(BIN)/fasvlm fit --config conf/ifas/tiny.yaml --model.init_args.vision $(TINY_CLIP)
+	$(BIN)/fasvlm test --config conf/ifas/tiny.yaml --model.init_args.vision $(TINY_CLIP) --ckpt_path best
+	$(BIN)/fasvlm predict --config conf/ifas/tiny.yaml --model.init_args.vision $(TINY_CLIP) --ckpt_path best
 	@echo "I-FAS-tiny: $(IFAS_RUN_DIR)/test_metrics.json, $(IFAS_RUN_DIR)/predictions.jsonl"
 
 # Fast suite (CI): everything but the `slow` marker. pytest's exit code 5 (no tests collected) is an error here.
@@ -55,7 +56,8 @@ test-all: venv
 	$(BIN)/python -m pytest -q
 
 # A real SLURM cluster on loopback (root; installs slurm-wlm and munge with apt-get if missing): train+test and
-# SIGUSR1 -> requeue -> resume through conf/slurm/cpu_gloo.sbatch. 2-3 minutes on 2 cores.
+# SIGUSR1 -> requeue -> resume, scancel (SIGTERM) -> checkpoint -> resubmission, two concurrent jobs, through
+# conf/slurm/cpu_gloo.sbatch.
 test-slurm: venv
 	FASVLM_VENV=$(abspath $(VENV)) bash tests/slurm/run_slurm_test.sh
 

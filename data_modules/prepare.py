@@ -352,15 +352,23 @@ class _Worker:
         o = self.options
         rec0 = job.records[0]
         rule = o.frames or "ssdg"
+        asked: list[int] = []  # the frame counts sampling was asked for: the header's first, then the decoded one
+
+        def pick(n: int) -> list[int]:
+            asked.append(n)
+            return _video.sample_indices(n, rule, o.num_frames, o.max_frame)
+
         try:
-            n, frames = _video.read_video_frames(
-                job.source, lambda n: _video.sample_indices(n, rule, o.num_frames, o.max_frame)
-            )
+            n, frames = _video.read_video_frames(job.source, pick)
         except _video.VideoReadError as err:
             return _Outcome(job.key, [], [(job.source, rec0.video, f"unreadable video: {err}")])
         if not frames:
             return _Outcome(job.key, [], [(job.source, rec0.video, "no frames: the video is empty")])
-        return self._crop_frames(job, frames, {"num_frames": n, "source_media": "video"})
+        outcome = self._crop_frames(job, frames, {"num_frames": n, "source_media": "video"})
+        if asked and n < asked[0]:  # listed, frames kept: sampled again from the frames that decode
+            outcome.failures.append((job.source, rec0.video, f"truncated video: header {asked[0]} frames, "
+                                     f"{n} decodable; sampled frames {sorted(frames)} of those"))
+        return outcome
 
     def _run_media(self, job: _Job) -> _Outcome:
         """A container read by the adapter's ``read_media(record, channel) -> {frame: HxWx3 uint8}``."""

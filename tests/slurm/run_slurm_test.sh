@@ -16,6 +16,11 @@
 #       Checks (tests/slurm/check_run.py): exit code 0 after exactly one restart, last.ckpt holds global_step ==
 #       max_steps, the hpc checkpoint was written mid-training, the handler ran, config.yaml and TensorBoard events
 #       continue in the same run directory, the resumed launch logging every step from its resume point to the end.
+#    c. job "fasvlm-sigterm" (issue 14): `scancel` while training: SIGTERM -> fasvlm saves a resumable last.ckpt and
+#       exits 143, the script runs no test (job CANCELLED); the same job name submitted again resumes
+#       runs/baseline-tiny/fasvlm-sigterm (FASVLM_RUN_NAME = job name) and finishes with last.ckpt at max_steps + test.
+#    d. jobs "fasvlm-conc1" and "fasvlm-conc2" (issue 14): one task each, running at the same time, each in its own
+#       run directory runs/baseline-tiny/<job name>.
 # 4. Stops everything it started (trap), also on failure; keeps the temp dir (logs) on failure or with
 #    FASVLM_SLURM_KEEP=1.
 #
@@ -222,12 +227,12 @@ st=$(wait_job "$id_a")
 exit_a=$(job_field "$id_a" ExitCode)
 log "job $id_a: $st, exit code $exit_a, $((SECONDS - t0)) s"
 [[ $st == COMPLETED && $exit_a == 0:0 ]] || die "job $id_a ended $st with exit code $exit_a ($work/logs)"
-"$py" "$here/check_run.py" train "$proj/runs/fasvlm-train" --max-steps "$steps_a" || die "train job checks"
+"$py" "$here/check_run.py" train "$proj/runs/baseline-tiny/fasvlm-train" --max-steps "$steps_a" || die "train job checks"
 
 # b. SIGUSR1 mid-training -> hpc checkpoint -> requeue -> resume -> same final step
 steps_b=30
 t0=$SECONDS
-run_b=$proj/runs/fasvlm-requeue
+run_b=$proj/runs/baseline-tiny/fasvlm-requeue  # runs/<method>-<protocol>/<job name> (FASVLM_RUN_NAME)
 export FASVLM_TEST=0  # fit only: job a already covered `fasvlm test` under SLURM
 id_b=$(submit fasvlm-requeue "${fit_args[@]}" --trainer.max_steps "$steps_b")
 log "job $id_b (fasvlm-requeue): fit max_steps=$steps_b; signalling once last.ckpt exists"
@@ -269,3 +274,73 @@ log "job $id_b: $st, exit code $exit_b, restarts $restarts, $((SECONDS - t0)) s"
 "$py" "$here/check_run.py" requeue "$run_b" --max-steps "$steps_b" --log "$work/logs/fasvlm-requeue-$id_b.out" ||
     die "requeue job checks"
 log "PASS: train+test job and SIGUSR1 -> requeue -> resume job"
+unset FASVLM_TEST
+
+# --- issue 14: scancel (SIGTERM) -> resumable checkpoint -> resubmission; concurrent jobs -> separate run dirs ---------
+
+check_sigterm_resubmit() {  # c. scancel a running job; the same job name submitted again finishes the run
+    local steps=30 name=fasvlm-sigterm id st code t0=$SECONDS
+    local run=$proj/runs/baseline-tiny/$name
+    id=$(submit "$name" "${fit_args[@]}" --trainer.max_steps "$steps")
+    log "job $id ($name): fit max_steps=$steps then test; scancel (SIGTERM) once last.ckpt exists"
+    local deadline=$((SECONDS + job_timeout))
+    until [[ -f $run/checkpoints/last.ckpt ]]; do
+        st=$(job_field "$id" JobState)
+        [[ $st == PENDING || $st == RUNNING || $st == CONFIGURING ]] || die "job $id is $st before training started"
+        ((SECONDS < deadline)) || die "no checkpoint from job $id after ${job_timeout} s"
+        sleep 0.5
+    done
+    sleep 2  # a few more steps
+    scancel "$id"
+    st=$(wait_job "$id")
+    log "job $id: $st after scancel ($((SECONDS - t0)) s)"
+    [[ $st == CANCELLED ]] || die "job $id ended $st after scancel, expected CANCELLED"
+    local out=$work/logs/$name-$id.out
+    grep -q "SIGTERM: saved" "$out" || die "no SIGTERM checkpoint message in $out"
+    grep -q "fit ended with exit code" "$out" || die "the sbatch script did not report fit's exit code ($out)"
+    [[ ! -f $run/test_metrics.json ]] || die "the sbatch script ran test after an interrupted fit"
+    local step
+    step=$("$py" "$here/check_run.py" step "$run/checkpoints/last.ckpt") || die "last.ckpt of job $id is unreadable"
+    ((step > 0 && step < steps)) || die "last.ckpt after scancel holds step $step, expected 0 < step < $steps"
+    log "job $id: resumable last.ckpt at step $step, no test run; resubmitting $name"
+    id=$(submit "$name" "${fit_args[@]}" --trainer.max_steps "$steps")
+    st=$(wait_job "$id")
+    code=$(job_field "$id" ExitCode)
+    [[ $st == COMPLETED && $code == 0:0 ]] || die "resubmitted job $id ended $st with exit code $code"
+    grep -q "resuming from $run/checkpoints/last.ckpt\|resuming from runs/baseline-tiny/$name/checkpoints/last.ckpt" \
+        "$work/logs/$name-$id.out" || die "the resubmitted job did not resume last.ckpt"
+    step=$("$py" "$here/check_run.py" step "$run/checkpoints/last.ckpt")
+    ((step == steps)) || die "after the resubmission last.ckpt holds step $step, expected $steps"
+    [[ -f $run/test_metrics.json ]] || die "no test after the finished fit"
+    log "PASS: scancel -> last.ckpt at step $((step)) of $steps after resubmission, tested ($((SECONDS - t0)) s)"
+}
+
+check_concurrent_jobs() {  # d. two jobs at once (one task each) write to two run directories
+    local steps=6 t0=$SECONDS ids=() both=0 st1 st2
+    export FASVLM_TEST=0
+    for name in fasvlm-conc1 fasvlm-conc2; do
+        ids+=("$(sbatch --parsable --job-name="$name" --ntasks-per-node=1 --output="$work/logs/%x-%j.out" \
+            --chdir="$proj" "$repo/conf/slurm/cpu_gloo.sbatch" "${fit_args[@]}" --trainer.max_steps "$steps")")
+    done
+    log "jobs ${ids[*]}: two concurrent one-task fits (max_steps=$steps)"
+    local deadline=$((SECONDS + job_timeout))
+    while ((SECONDS < deadline)); do
+        st1=$(job_field "${ids[0]}" JobState); st2=$(job_field "${ids[1]}" JobState)
+        [[ $st1 == RUNNING && $st2 == RUNNING ]] && both=1
+        [[ $st1 != PENDING && $st1 != RUNNING && $st1 != CONFIGURING && $st2 != PENDING && $st2 != RUNNING &&
+           $st2 != CONFIGURING ]] && break
+        sleep 0.5
+    done
+    unset FASVLM_TEST
+    ((both)) || die "jobs ${ids[*]} never ran at the same time"
+    for i in 0 1; do
+        local id=${ids[i]} run=$proj/runs/baseline-tiny/fasvlm-conc$((i + 1)) code
+        code=$(job_field "$id" ExitCode)
+        [[ $(job_field "$id" JobState) == COMPLETED && $code == 0:0 ]] || die "job $id ended with exit code $code"
+        [[ $("$py" "$here/check_run.py" step "$run/checkpoints/last.ckpt") == "$steps" ]] || die "$run: last.ckpt"
+    done
+    log "PASS: concurrent jobs ran at once into runs/baseline-tiny/fasvlm-conc1 and .../fasvlm-conc2 ($((SECONDS - t0)) s)"
+}
+
+check_sigterm_resubmit
+check_concurrent_jobs
