@@ -69,7 +69,8 @@ def test_keyword_filter_keeps_exactly_the_matching_captions():
         ("e", "a piece of the paper puzzle", "photo", True),              # "paper" alone matches
         ("f", "a face on a screen", "photo", False),                      # replay word, print family
         ("g", "a face on a computer screen with moire", "pc", True),
-        ("h", "a face on a screensaver", "phone", True),                  # screen* prefix
+        ("h", "a face on a screensaver", "phone", False),                 # word boundary: "saver" is no inflection
+        ("h2", "a face on two screens", "phone", True),                   # screen* inflection: screens
         ("i", "a printed photo of a face", "pc", False),                  # print word, replay family
         ("j", "a man wearing a 3D mask", "mask_3d", True),                # "3D" -> "3d"; mask*
         ("k", "a man wearing a white mask", "silicone_mask", True),       # family of silicone_mask is mask
