@@ -46,7 +46,7 @@ LABELLED = [  # (caption, attack, spoof-aware)
     ("a video of a woman in a room", "phone", False),
     ("a man looking at the camera", "pad", False),
     ("a woman with a wiggle in her hair", "pc", False),
-    ("a man with a phone in his hand", "phone", True),  # a phone in the picture: kept (family keyword), see below
+    ("a man with a phone in his hand", "phone", False),  # generic, but "phone" is a replay keyword: a false keep
     # mask family
     ("a man wearing a silicone mask", "silicone_mask", True),
     ("a 3d mask of a face", "mask_3d", True),
@@ -100,7 +100,9 @@ def test_filter_precision_and_recall_on_the_labelled_set():
     kept, _, _ = KeywordFilter.load(None).apply(table)
     new = [f"s{i}" in set(kept["sample_id"]) for i in range(len(LABELLED))]
     precision, recall = _precision_recall(new)
-    # measured: precision 20/21 = 0.952 (the false keep: "a man with a phone in his hand"), recall 20/20 = 1.0
+    # measured: precision 21/22 = 0.955 (the false keep: "a man with a phone in his hand"), recall 21/21 = 1.0;
+    # the old dictionary: precision 21/29 = 0.724, recall 1.0. The set was written beside the rules: a regression
+    # set, not an independent estimate of the filter on real captions.
     assert precision >= 0.95 and recall == 1.0, (precision, recall)
 
     from fasvlm.data_modules.taxonomy import attack_family
