@@ -16,7 +16,8 @@ from fasvlm.systems.common import build_optimizer
 from fasvlm.systems.ifas import IFASSystem, write_explanations
 from fasvlm.text.prompts import YES
 
-TINY = dict(vision="tiny", llm="tiny", llm_mode="full", num_queries=4, lr=1e-3, scheduler="constant")  # as conf/ifas/tiny.yaml
+TINY = dict(vision="tiny", llm="tiny", llm_mode="full", num_queries=4, lr=1e-3, scheduler="constant",
+            caption_source="templates")  # as conf/ifas/tiny.yaml
 
 
 def make_batch(n: int = 4, seed: int = 0) -> dict:
