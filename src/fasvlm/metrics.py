@@ -146,12 +146,6 @@ def _check_scores_labels(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarr
     return s, y
 
 
-def _first_per_group(n_groups: int, inv: np.ndarray) -> np.ndarray:
-    first = np.full(n_groups, inv.size, dtype=np.int64)
-    np.minimum.at(first, inv, np.arange(inv.size))
-    return first
-
-
 def _video_means(scores: np.ndarray, inv: np.ndarray, counts: np.ndarray, video_mean: str) -> np.ndarray:
     """Mean score per video (``inv``: video index of each frame, frames in arrival order) in the chosen arithmetic.
 
