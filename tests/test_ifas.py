@@ -193,7 +193,7 @@ def test_ablations():
 def test_captions_table(tmp_path):
     path = tmp_path / "captions.jsonl"
     path.write_text(json.dumps({"sample_id": "s0_0", "caption": "a smiling young man"}) + "\n")
-    s = system(captions=str(path))
+    s = system(captions=str(path), caption_source="scf")
     batch = make_batch(2)
     with pytest.warns(UserWarning, match="1 of 2 samples"):
         texts = s.interpretations(batch)
