@@ -197,8 +197,9 @@ class NormLinear(nn.Linear):
     modify a tensor autograd saved. ``norm="functional"`` normalises inside the graph (``F.normalize`` in forward):
     the same forward function, but the gradient passes through the normalisation and the raw weight (columns of norm
     ~0.03 at PyTorch's init) moves instead; under AdamW the head then turns 30-40x faster than the code's
-    (tests/test_instructflip.py trains both). With ZeRO-3/FSDP sharded parameters the rewrite only touches the
-    gathered copy: use ``functional`` there.
+    (tests/test_instructflip.py trains both). In eval mode the output is computed without the rewrite (the same
+    values; no parameter is modified during inference or export). With ZeRO-3/FSDP sharded parameters the rewrite
+    only touches the gathered copy: use ``functional`` there.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
@@ -210,7 +211,8 @@ class NormLinear(nn.Linear):
         self._normalised_version = -1  # weight version right after the last rewrite
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.norm == "functional":
+        if self.norm == "functional" or not self.training:
+            # eval: the same output without touching the parameter (inference_mode, tracing and ONNX export)
             return F.linear(x, F.normalize(self.weight, dim=0), self.bias)
         w = self.weight
         if w._version != self._normalised_version:
