@@ -287,6 +287,10 @@ class FASDataModule(L.LightningDataModule):
         image_size: only used when the model exposes no ``image_spec`` (the model's spec wins).
         infer_camera_quality: fill missing camera quality of source samples with the image-based rule
             (:func:`~fasvlm.data_modules.transforms.estimate_camera_quality`).
+        color_jitter: (brightness, contrast, saturation) of a training ColorJitter (None: off; the published
+            InstructFLIP uses (0.2, 0.2, 0.2)); see :class:`~fasvlm.data_modules.transforms.FaceTransform`.
+        captions: the SCF captions table of these sources (``<out>/captions.parquet`` of ``fasvlm caption scf``,
+            keyed by sample id); read by methods that train on captions (I-FAS), ignored by the others.
     """
 
     def __init__(
@@ -307,8 +311,11 @@ class FASDataModule(L.LightningDataModule):
         persistent_workers: bool = True,
         prefetch_factor: int = 2,
         seed: int = 0,
+        color_jitter: tuple[float, float, float] | None = None,
+        captions: str | None = None,
     ):
         super().__init__()
+        self.color_jitter, self.captions = color_jitter, captions
         if not targets:
             raise ValueError("FASDataModule needs at least one target domain")
         names = [t.name for t in targets]
@@ -367,7 +374,8 @@ class FASDataModule(L.LightningDataModule):
         require_files({k: v for k, v in self._records.items()
                        if (k in wanted if wanted else k not in ("train", SOURCE_NAME))})
         spec = self._image_spec()
-        self._train_tf = FaceTransform(spec.size, spec.mean, spec.std, train=self.augment, margin=self.margin)
+        self._train_tf = FaceTransform(spec.size, spec.mean, spec.std, train=self.augment, margin=self.margin,
+                                       color_jitter=self.color_jitter)
         self._eval_tf = FaceTransform(spec.size, spec.mean, spec.std, train=False, margin=self.margin)
 
     def _log_counts(self) -> None:
