@@ -102,6 +102,52 @@ def test_sbatch_array_runs_the_task_of_its_index(tmp_path, template, monkeypatch
     assert subprocess.run(["bash", str(script)], env=env, capture_output=True, timeout=60).returncode == 2
 
 
+_FAKE_FASVLM = """
+import json, os, sys
+from pathlib import Path
+args = sys.argv[1:]
+sub, run = args[0], Path(args[args.index("--trainer.default_root_dir") + 1])
+with open(os.environ["CALLS"], "a") as f:
+    f.write(json.dumps([sub, run.name, args[-2:]]) + "\\n")
+if os.environ.get("FAIL_AT") == f"{sub}:{run.name}":
+    sys.exit(3)
+run.mkdir(parents=True, exist_ok=True)
+if sub == "test":
+    (run / "test_metrics.json").write_text("{}")
+"""
+
+
+def test_local_mode_skips_finished_runs_and_stops_at_a_failure(tmp_path, monkeypatch):
+    """run_local's bookkeeping with a stand-in for `fasvlm` (the real CLI: the slow test below)."""
+    from fasvlm.tools import sweep
+
+    fake = tmp_path / "fake_fasvlm.py"
+    fake.write_text(_FAKE_FASVLM)
+    calls = tmp_path / "calls.jsonl"
+    monkeypatch.setattr(sweep, "_fasvlm_command", lambda: [sys.executable, str(fake)])
+    monkeypatch.setenv("CALLS", str(calls))
+    runs = plan_runs(["c.yaml"], [0, 1, 2], {}, [], tmp_path / "sw")
+
+    def log() -> list:
+        out = [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+        calls.unlink(missing_ok=True)
+        return out
+
+    monkeypatch.setenv("FAIL_AT", "fit:seed1")
+    assert sweep.run_local(runs) == 1  # stops at the first failure: seed2 not attempted
+    assert log() == [["fit", "seed0", ["--ckpt_path", "last"]], ["test", "seed0", ["--ckpt_path", "best"]],
+                     ["fit", "seed1", ["--ckpt_path", "last"]]]
+    monkeypatch.delenv("FAIL_AT")
+    assert sweep.run_local(runs) == 0  # seed0 finished: skipped; seed1 resumes (--ckpt_path last)
+    assert log() == [["fit", "seed1", ["--ckpt_path", "last"]], ["test", "seed1", ["--ckpt_path", "best"]],
+                     ["fit", "seed2", ["--ckpt_path", "last"]], ["test", "seed2", ["--ckpt_path", "best"]]]
+    assert sweep.run_local(runs) == 0 and log() == []  # all finished: nothing runs
+    (tmp_path / "sw" / "seed2" / "test_metrics.json").unlink()
+    monkeypatch.setenv("FAIL_AT", "test:seed2")
+    assert sweep.run_local(runs, keep_going=True) == 1
+    assert log() == [["fit", "seed2", ["--ckpt_path", "last"]], ["test", "seed2", ["--ckpt_path", "best"]]]
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, synthetic_root) -> Path:
     work = tmp_path_factory.mktemp("sweepwork")
@@ -110,9 +156,10 @@ def workdir(tmp_path_factory, synthetic_root) -> Path:
     return work
 
 
-# 2 training steps, one validation batch: the test is about the sweep, not the model
+# one epoch of 2 training steps, one validation batch (best.ckpt for the test): about the sweep, not the model
 TINY = ["--config", str(REPO / "conf/baseline/tiny.yaml"), "--data.init_args.num_workers", "0",
-        "--data.init_args.batch_size", "8", "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+        "--data.init_args.batch_size", "8", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+        "--trainer.limit_val_batches", "1",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
@@ -123,6 +170,7 @@ def _sweep(workdir: Path, *extra: str) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+@pytest.mark.slow  # 3 runs x (fit + test) through the real CLI, killed and resumed: ~3 min on 2 busy cores
 def test_local_sweep_resumes_after_a_kill_and_reports(workdir, tmp_path):
     sw = workdir / "runs" / "sw"
     proc = _sweep(workdir)

@@ -148,7 +148,9 @@ def load_run(run: Path, fpr: float) -> RunResult:
     if seed is None and info.is_file():
         seed = json.loads(info.read_text()).get("seed")
     flat = _flatten(config)
-    run_paths = {str(run), str(run.resolve())}
+    # the run's own paths (as written at fit time, often relative to where fit ran) are not part of its identity
+    root = (config.get("trainer") or {}).get("default_root_dir")
+    run_paths = {str(run), str(run.resolve()), *([str(root).rstrip("/")] if root else [])}
     ident = {k: v for k, v in flat.items() if k not in _PATH_KEYS and not (
         isinstance(v, str) and any(v == p or v.startswith(p + os.sep) for p in run_paths))}
     return RunResult(dir=run, seed=None if seed is None else int(seed), config=ident, metrics=metrics,
