@@ -16,6 +16,8 @@
 #       Checks (tests/slurm/check_run.py): exit code 0 after exactly one restart, last.ckpt holds global_step ==
 #       max_steps, the hpc checkpoint was written mid-training, the handler ran, config.yaml and TensorBoard events
 #       continue in the same run directory, the resumed launch logging every step from its resume point to the end.
+#    c. `fasvlm sweep --slurm conf/slurm/cpu_gloo.sbatch --seeds 0-2 --submit`: a 3-task job array, one run directory
+#       per seed (sweep_array_check).
 # 4. Stops everything it started (trap), also on failure; keeps the temp dir (logs) on failure or with
 #    FASVLM_SLURM_KEEP=1.
 #
