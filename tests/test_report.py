@@ -52,6 +52,10 @@ def runs(tmp_path) -> Path:
     for lr in (0.001, 0.002):
         for seed in (0, 1, 4):
             _write_run(root / f"lr={lr}-seed{seed}", lr=lr, seed=seed, values=_values(seed, lr))
+    for seed, dirty in ((0, False), (1, True)):  # run_info.json of two runs (the third has none)
+        (root / f"lr=0.001-seed{seed}" / "run_info.json").write_text(json.dumps(
+            {"seed": seed, "git": {"commit": "0123456789abcdef" * 2 + "01234567", "dirty": dirty},
+             "device": {"gpu": "NVIDIA H100 80GB HBM3"}, "wall_s": 100.0 + seed}))
     (root / "lr=0.003-seed0").mkdir()  # unfinished: no test_metrics.json
     return root
 
@@ -99,6 +103,8 @@ def test_mean_std_equal_a_hand_computation(runs, tmp_path, capsys):
     cell = f"{100 * statistics.mean(hand):.2f} ± {100 * statistics.stdev(hand):.2f}"
     assert f"| lr=0.001 | casia_fasd | 3 | {100 * statistics.mean([1 - h for h in hand]):.2f}" in md
     assert cell in md
+    assert "| lr=0.001 | 0 1 4 | 0123456789, 0123456789-dirty, ? | ?, NVIDIA H100 80GB HBM3 | 100 |" in md
+    assert "| lr=0.002 | 0 1 4 | ? | ? | ? |" in md
     tex = (out / "report.tex").read_text()
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex and "Honest mode" in tex
     assert r"casia\_fasd" in tex and r"$\pm$" in tex

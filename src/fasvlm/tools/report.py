@@ -13,7 +13,8 @@ Two tables, one per metric mode (DESIGN.md, "Metrics"), each naming its mode in 
 * **paper**: AUC, HTER, TPR@FPR (the field's shared code: threshold at each target's own EER point, HTER = EER);
 * **honest**: HTER, APCER, BPCER, ACER (one threshold from the source validation set, ISO/IEC 30107-3 APCER).
 
-Outputs in ``--out``: ``report.md`` (also printed), ``report.csv`` (long format: one row per group, mode, target,
+Outputs in ``--out``: ``report.md`` (also printed; ends with a provenance table per group from the runs'
+``run_info.json``: seeds, git commits with a ``-dirty`` mark, GPU types, mean wall time), ``report.csv`` (long format: one row per group, mode, target,
 metric, with the per-seed values), ``report.tex`` (booktabs tables to ``\\input`` into a paper: needs
 ``\\usepackage{booktabs}``) and ``report.png`` (per-target HTER bars with ± std error bars, one panel per mode;
 matplotlib). Numbers are percent; std is the sample standard deviation (``--ddof 1``, the default) over seeds.
@@ -75,6 +76,7 @@ class RunResult:
     # metrics[mode][target][metric] = fraction in [0, 1] or NaN
     metrics: dict[str, dict[str, dict[str, float]]]
     targets: list[str]
+    info: dict[str, Any] = field(default_factory=dict)  # run_info.json (RunInfoCallback), when the run has one
 
 
 @dataclass
@@ -144,9 +146,14 @@ def load_run(run: Path, fpr: float) -> RunResult:
                                   "tpr": _num(tpr.get(key))}
         metrics["honest"][name] = {k: _num(honest.get(k)) for k in MODES["honest"]}
     seed = config.get("seed_everything")
-    info = run / "run_info.json"
-    if seed is None and info.is_file():
-        seed = json.loads(info.read_text()).get("seed")
+    info: dict[str, Any] = {}
+    if (run / "run_info.json").is_file():
+        try:
+            info = json.loads((run / "run_info.json").read_text())
+        except ValueError as err:
+            raise ValueError(f"{run / 'run_info.json'}: not valid JSON ({err})") from None
+    if seed is None:
+        seed = info.get("seed")
     flat = _flatten(config)
     # the run's own paths (as written at fit time, often relative to where fit ran) are not part of its identity
     root = (config.get("trainer") or {}).get("default_root_dir")
@@ -154,7 +161,7 @@ def load_run(run: Path, fpr: float) -> RunResult:
     ident = {k: v for k, v in flat.items() if k not in _PATH_KEYS and not (
         isinstance(v, str) and any(v == p or v.startswith(p + os.sep) for p in run_paths))}
     return RunResult(dir=run, seed=None if seed is None else int(seed), config=ident, metrics=metrics,
-                     targets=targets)
+                     targets=targets, info=info)
 
 
 def group_runs(runs: list[RunResult]) -> list[Group]:
@@ -282,7 +289,25 @@ def render_markdown(groups: list[Group], published: list[dict[str, Any]], *, fpr
         for row in _table_rows(groups, published, mode, ddof, digits):
             out.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
         out.append("")
+    out += ["**Runs** (from each run's run_info.json; '?' where a run has none).\n",
+            "| group | seeds | git commit | GPU | wall time per run (s, mean) |", "|---|---|---|---|---:|"]
+    for g in groups:
+        out.append("| " + " | ".join([g.label, " ".join(str(r.seed) for r in g.runs), *_provenance(g)]) + " |")
+    out.append("")
     return "\n".join(out)
+
+
+def _provenance(group: Group) -> list[str]:
+    """Commits (``-dirty`` when the tree had changes), GPU types and mean wall time of a group's runs."""
+    commits, gpus, walls = set(), set(), []
+    for r in group.runs:
+        git = r.info.get("git") if r.info else None
+        commits.add(f"{git['commit'][:10]}{'-dirty' if git.get('dirty') else ''}" if git else "?")
+        device = r.info.get("device") if r.info else None
+        gpus.add((device.get("gpu") or "cpu") if device else "?")
+        if r.info.get("wall_s"):
+            walls.append(float(r.info["wall_s"]))
+    return [", ".join(sorted(commits)), ", ".join(sorted(gpus)), f"{np.mean(walls):.0f}" if walls else "?"]
 
 
 _TEX_ESCAPE = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
