@@ -72,6 +72,9 @@ def test_tiny_variant_trains_one_epoch(fragment, workdir, tiny_clip_dir, monkeyp
     main(["fit", "--config", str(REPO / TINY[method]), "--config", str(REPO / fragment), *extra,
           "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
           "--trainer.num_sanity_val_steps", "0",
+          # max_steps too: after a fragment with a trainer section, jsonargparse reads limit_train_batches "1" as 1.0
+          # (all batches); max_steps is an int
+          "--trainer.max_steps", "1",
           "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
           "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "4",
           "--trainer.default_root_dir", str(run)])
