@@ -88,10 +88,16 @@ def wheel_site(tmp_path_factory) -> Path:
     import subprocess
     import sys
 
+    import shutil
+
     base = tmp_path_factory.mktemp("wheel")
+    # build from a copy: an in-tree build leaves build/lib behind, whose stale modules a later wheel would ship
+    src = base / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv", "runs", "data", "build", "dist",
+                                                             "*.egg-info", "__pycache__", ".whl-gpu", "lightning_logs"))
     dist = base / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
-                    str(REPO)], check=True)
+                    str(src)], check=True)
     (wheel,) = dist.glob("fasvlm-*.whl")
     target = base / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
