@@ -14,8 +14,10 @@ from conftest import REPO
 
 from fasvlm.cli import main
 
-# conf/caption holds `fasvlm caption` tool configs (printed through that tool in tests/test_scf.py)
-CONFIGS = sorted(p.relative_to(REPO) for p in (REPO / "conf").rglob("*.yaml") if "caption" not in p.parts)
+# conf/caption holds `fasvlm caption` tool configs (printed through that tool in tests/test_scf.py); conf/ablation
+# fragments are printed composed with their method's config in tests/test_ablation.py
+CONFIGS = sorted(p.relative_to(REPO) for p in (REPO / "conf").rglob("*.yaml")
+                 if "caption" not in p.parts and "ablation" not in p.parts)
 BASE = "conf/baseline/tiny.yaml"  # the cheapest system: these tests exercise the CLI, not a method
 
 

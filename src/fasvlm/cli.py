@@ -53,6 +53,8 @@ TOOLS: dict[str, tuple[str, str]] = {
     "bench": ("fasvlm.tools.bench:main", "measure FLOPs, throughput and MFU of a config"),
     "export": ("fasvlm.tools.export:main", "export trainable weights (safetensors + config) / convert DeepSpeed checkpoints"),
     "demo": ("fasvlm.tools.demo:main", "Gradio app: upload an image or a short video, see the decision"),
+    "sweep": ("fasvlm.tools.sweep:main", "seeds x grid of runs: local (sequential, resumable) or a SLURM job array"),
+    "report": ("fasvlm.tools.report:main", "tables (Markdown, CSV, LaTeX) and a figure from many runs' test metrics"),
 }
 
 _DESCRIPTION = "fasvlm: vision-language face anti-spoofing with PyTorch Lightning.\n\nTool subcommands:\n" + "\n".join(

@@ -21,6 +21,8 @@
 #       runs/baseline-tiny/fasvlm-sigterm (FASVLM_RUN_NAME = job name) and finishes with last.ckpt at max_steps + test.
 #    d. jobs "fasvlm-conc1" and "fasvlm-conc2" (issue 14): one task each, running at the same time, each in its own
 #       run directory runs/baseline-tiny/<job name>.
+#    e. `fasvlm sweep --slurm conf/slurm/cpu_gloo.sbatch --seeds 0-2 --submit`: a 3-task job array, one run directory
+#       per seed (sweep_array_check).
 # 4. Stops everything it started (trap), also on failure; keeps the temp dir (logs) on failure or with
 #    FASVLM_SLURM_KEEP=1.
 #
@@ -344,3 +346,50 @@ check_concurrent_jobs() {  # d. two jobs at once (one task each) write to two ru
 
 check_sigterm_resubmit
 check_concurrent_jobs
+
+# e. `fasvlm sweep --slurm`: 3 seeds as a 3-task job array written from conf/slurm/cpu_gloo.sbatch (issue 18). Each
+#    task trains one epoch and tests in its own run directory <sweep>/seed<k>; then every run has test_metrics.json
+#    and run_info.json with its seed, and a second `fasvlm sweep --submit` of the same plan finds nothing to do.
+sweep_array_check() {
+    local out=runs/sweep-array t0=$SECONDS id k st code pending
+    local sweep_args=(--config conf/baseline/tiny.yaml --config conf/strategy/ddp_cpu.yaml
+                      --data.init_args.batch_size 2 --data.init_args.num_workers 0 --data.init_args.val_fraction 0.34
+                      --trainer.max_epochs 1 --trainer.log_every_n_steps 1
+                      --seeds 0-2 --out "$out" --slurm "$repo/conf/slurm/cpu_gloo.sbatch" --submit)
+    (cd "$proj" && env -u FASVLM_TEST "$venv/bin/fasvlm" sweep "${sweep_args[@]}") >"$work/log/sweep.out" 2>&1 ||
+        die "fasvlm sweep --submit failed: $(tail -n 20 "$work/log/sweep.out")"
+    id=$(sed -n 's/^submitted array job //p' "$work/log/sweep.out")
+    [[ $id =~ ^[0-9]+$ ]] || die "no array job id in: $(cat "$work/log/sweep.out")"
+    log "array job $id (fasvlm sweep, 3 tasks): waiting"
+    local deadline=$((SECONDS + 3 * job_timeout))
+    while [[ -n $(squeue -h -j "$id" -o %i 2>/dev/null) ]]; do
+        ((SECONDS < deadline)) || die "array job $id still running after $((3 * job_timeout)) s"
+        sleep 2
+    done
+    for k in 0 1 2; do
+        st=$(job_field "${id}_$k" JobState)
+        code=$(job_field "${id}_$k" ExitCode)
+        if [[ $st != COMPLETED || $code != 0:0 ]]; then
+            for f in "$proj/$out"/logs/*.out; do [[ -f $f ]] && { echo "===== tail $f"; tail -n 40 "$f"; }; done
+            die "array task ${id}_$k ended $st with exit code $code"
+        fi
+    done
+    "$py" - "$proj/$out" <<'PYEOF' || die "sweep run checks"
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+for k in range(3):
+    run = out / f"seed{k}"
+    report = json.loads((run / "test_metrics.json").read_text())
+    info = json.loads((run / "run_info.json").read_text())
+    assert info["seed"] == k and info["world_size"] == 2, (run, info["seed"], info["world_size"])
+    assert report["world_size"] == 2 and report["domains"], run
+    print(f"  ok    {run}: test_metrics.json ({len(report['domains'])} domains), run_info.json seed {k}, 2 ranks")
+PYEOF
+    (cd "$proj" && "$venv/bin/fasvlm" sweep "${sweep_args[@]/--submit/--dry-run}") >"$work/log/sweep2.out" 2>&1 ||
+        die "fasvlm sweep --dry-run failed: $(tail -n 20 "$work/log/sweep2.out")"
+    pending=$(grep -c "(to run)" "$work/log/sweep2.out" || true)
+    [[ $pending == 0 ]] || die "after the array, $pending run(s) still to run: $(cat "$work/log/sweep2.out")"
+    log "PASS: fasvlm sweep array job $id: 3 tasks, 3 finished runs, $((SECONDS - t0)) s"
+}
+sweep_array_check
