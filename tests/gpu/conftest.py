@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, write_celeba_layout
 
 CUDA = torch.cuda.is_available()

@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-
 from conftest import REPO
 
 from .conftest import fasvlm, fit_args, need_cuda, tail
