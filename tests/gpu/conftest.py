@@ -28,8 +28,9 @@ DRY = os.environ.get("GPU_CHECK_DRY") == "1"
 SKIP_REASON = ("needs a CUDA GPU: run by `make gpu-check` on a GPU machine (`GPU_CHECK_DRY=1 make gpu-check` runs "
                "these tests on CPU at tiny size)")
 ACCELERATOR = "gpu" if CUDA else "cpu"
-# small presets on a GPU (ViT-S-width encoder, OPT-125M, T5-small width): bf16 numerics at a size where they matter
-SIZE = "small" if CUDA else "tiny"
+# small presets on a GPU (ViT-S-width encoder, OPT-125M, T5-small width): bf16 numerics at a size where they matter.
+# GPU_CHECK_SIZE=small runs the GPU sizes in the dry run too (slow on CPU; a check of the configs, not of speed).
+SIZE = os.environ.get("GPU_CHECK_SIZE") or ("small" if CUDA else "tiny")
 
 
 def need_cuda(what: str) -> None:
