@@ -90,15 +90,28 @@ def load_timm_vision_encoder(name: str, *, image_size: int | None = None) -> Tim
     kwargs = {"num_classes": 0}
     if image_size is not None:
         kwargs["img_size"] = image_size  # ViT-family models; others take their size from the input
+    if spec.weights is not None and not spec.weights.is_file():
+        raise FileNotFoundError(f"{spec.weights}: no such weights file for {name!r}")
+    model = timm.create_model(spec.model, pretrained=False, **kwargs)
     if spec.weights is not None:
-        if not spec.weights.is_file():
-            raise FileNotFoundError(f"{spec.weights}: no such weights file for {name!r}")
-        model = timm.create_model(spec.model, pretrained=True, pretrained_cfg_overlay={"file": str(spec.weights)},
-                                  **kwargs)
-    else:
-        model = timm.create_model(spec.model, pretrained=False, **kwargs)
+        _load_weights(model, spec.weights, name)
     size = image_size or int(timm.data.resolve_model_data_config(model)["input_size"][-1])
     return TimmVisionEncoder(model, size)
+
+
+def _load_weights(model: nn.Module, path: Path, name: str) -> None:
+    """A local safetensors state dict into ``model`` (built without a classifier): the checkpoint's classifier is
+    dropped, anything else that does not match is an error. Loaded here rather than through timm's pretrained-source
+    resolution, which prefers a hub id over a file for some configs and would need the network."""
+    from safetensors.torch import load_file
+
+    heads = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or "head"
+    heads = (heads,) if isinstance(heads, str) else tuple(heads)
+    state = {k: v for k, v in load_file(str(path)).items() if not any(k.startswith(h + ".") for h in heads)}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: not a state dict of timm model {name!r}: missing {missing[:5]}, unexpected "
+                         f"{unexpected[:5]}; write it with safetensors.torch.save_file(model.state_dict(), path)")
 
 
 def timm_image_spec_args(name: str, *, image_size: int | None = None) -> dict:
