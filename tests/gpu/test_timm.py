@@ -49,6 +49,9 @@ def test_timm_weights_from_a_local_safetensors_file(timm, tmp_path):
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(loaded(pixel_values=x).pooler_output, source(pixel_values=x).pooler_output)
+    save_file(load_vision_encoder("timm:vit_tiny_patch16_224").timm_model.state_dict(), str(tmp_path / "tiny.safetensors"))
+    with pytest.raises(ValueError, match="not a state dict of timm model"):  # another architecture's weights
+        load_vision_encoder(f"{NAME}@{tmp_path / 'tiny.safetensors'}")
     with pytest.raises(FileNotFoundError, match="no such weights file"):
         load_vision_encoder(f"{NAME}@{tmp_path / 'missing.safetensors'}")
 
