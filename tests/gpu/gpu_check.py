@@ -88,6 +88,21 @@ def wheels_in(folder: Path) -> tuple[list[Path], list[Path]]:
     return [w for w in wheels if w not in build], build
 
 
+SITE_MARKER = ".fasvlm-gpu-check"
+
+
+def fresh_dir(path: Path) -> Path:
+    """An empty directory at ``path``; an existing one is emptied only if this script made it (marker file)."""
+    if path.exists():
+        if not (path / SITE_MARKER).is_file() and (not path.is_dir() or any(path.iterdir())):
+            raise SystemExit(f"gpu-check: {path} exists and was not made by gpu-check (no {SITE_MARKER}); "
+                             "pass another --site or remove it")
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    (path / SITE_MARKER).write_text("install target of tests/gpu/gpu_check.py, rebuilt on every run\n")
+    return path
+
+
 def install(args, log: Log, env: dict[str, str], py: str) -> dict:
     """Install the carried wheels and the project (``--no-deps``) into ``args.site``; returns what was done."""
     pip = [py, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir",
@@ -97,10 +112,9 @@ def install(args, log: Log, env: dict[str, str], py: str) -> dict:
     if not args.wheels.is_dir() and not args.dry:
         raise SystemExit(f"gpu-check: no wheel folder {args.wheels}: run `make gpu-wheels` on a machine with PyPI "
                          "access and carry the folder (device tool: carry=['.whl-gpu'])")
-    if args.site.exists():
-        shutil.rmtree(args.site)  # the check's own target directory, rebuilt on every run
+    fresh_dir(args.site)
     if runtime:
-        target = args.site.parent / (args.site.name + "-py312-check") if args.dry else args.site
+        target = fresh_dir(args.site.parent / (args.site.name + "-py312-check")) if args.dry else args.site
         extra = PY312 if args.dry else []
         code, _ = run([*pip, "--upgrade", "--target", str(target), *extra, *map(str, runtime)], log, env=env,
                       timeout=300)
