@@ -45,7 +45,8 @@ ifas-tiny: tiny-clip
 	$(BIN)/fasvlm predict --config conf/ifas/tiny.yaml --model.init_args.vision $(TINY_CLIP) --trainer.default_root_dir $(IFAS_RUN_DIR) --ckpt_path best
 	@echo "I-FAS-tiny: $(IFAS_RUN_DIR)/test_metrics.json, $(IFAS_RUN_DIR)/predictions.jsonl"
 
-# Fast suite (CI): everything but the `slow` marker; the `gpu` tests are collected and skip themselves without CUDA. pytest's exit code 5 (no tests collected) is an error here.
+# Fast suite (CI): everything but the `slow` marker; the `gpu` tests are collected and skip themselves without CUDA.
+# pytest's exit code 5 (no tests collected) is an error here.
 test: venv
 	$(BIN)/python -m pytest -m "not slow" -q
 
@@ -60,7 +61,7 @@ test-slurm: venv
 # GPU acceptance kit (tests/gpu/gpu_check.py). Here, with PyPI access: `make gpu-wheels` writes $(GPU_WHEELS), the
 # wheels a bare GPU machine lacks (jsonargparse, deepspeed, pydantic ...; Python 3.12; git-ignored). On the GPU machine,
 # with that folder carried: `make gpu-check` installs them and the project (--no-deps) into a target directory for the
-# machine's python3, runs `pytest -m gpu tests/gpu`, then `fasvlm bench --preset real` of I-FAS and InstructFLIP;
+# machine's python3, runs `fasvlm bench --preset real` of I-FAS and InstructFLIP, then `pytest -m gpu tests/gpu`;
 # results in $(GPU_OUT) (gpu_check.json, gpu_bench.json, gpu_tests.xml, gpu_check.log). `GPU_CHECK_DRY=1 make
 # gpu-check` runs the same script on CPU at tiny size (this venv), skipping and listing what needs CUDA.
 GPU_WHEELS ?= .whl-gpu
