@@ -33,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -127,14 +128,22 @@ def install(args, log: Log, env: dict[str, str], py: str) -> dict:
             shutil.rmtree(target, ignore_errors=True)
     elif not args.dry:
         raise SystemExit(f"gpu-check: {args.wheels} holds no wheels; run `make gpu-wheels`")
-    # the project: built by pip (PEP 517) from this tree with setuptools/wheel from the carried folder, no index
+    # the project: built by pip (PEP 517) with setuptools/wheel from the carried folder, no index, from a copy of the
+    # sources (setuptools builds in-tree and keeps build/lib, whose stale modules a later wheel build would ship)
+    src = Path(tempfile.mkdtemp(prefix="fasvlm-gpu-src-"))
+    for name in ("pyproject.toml", "setup.cfg", "README.md", "LICENSE", "src", "data_modules", "callbacks"):
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif (REPO / name).is_file():
+            shutil.copy2(REPO / name, src / name)
     project = [*pip[:4], "-q", "--no-deps", "--no-compile", "--no-cache-dir", "--disable-pip-version-check",
                "--target", str(args.site)]
     if build:
         project += ["--no-index", "--find-links", str(args.wheels)]
     else:  # no build wheels carried: build with the setuptools this python already has
         project += ["--no-index", "--no-build-isolation"]
-    code, _ = run([*project, str(REPO)], log, env=env, timeout=300)
+    code, _ = run([*project, str(src)], log, env=env, timeout=300)
+    shutil.rmtree(src, ignore_errors=True)
     if code != 0:
         raise SystemExit(f"gpu-check: installing the project into {args.site} failed (exit {code})")
     return report
@@ -214,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="CPU, tiny size, skipping what needs CUDA (default: GPU_CHECK_DRY=1)")
     p.add_argument("--wheels", type=Path, default=REPO / ".whl-gpu", help="folder of `make gpu-wheels`")
     p.add_argument("--site", type=Path, default=None, help="install target (default: /tmp/fasvlm-gpu-site, dry: "
-                   "build/gpu-site)")
+                   "/tmp/fasvlm-gpu-site-dry)")
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or REPO / "runs" / "gpu_check"))
     p.add_argument("--workers", type=int, default=None, help="pytest-xdist workers (GPU default 4 when xdist is "
                    "installed; dry run: none)")
@@ -225,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                    "inside the device tool's 600 s per command; none in the dry run)")
     p.add_argument("--skip-bench", action="store_true")
     args = p.parse_args(argv)
-    args.site = (args.site or (REPO / "build" / "gpu-site" if args.dry else Path("/tmp/fasvlm-gpu-site"))).resolve()
+    args.site = (args.site or Path(tempfile.gettempdir()) / ("fasvlm-gpu-site-dry" if args.dry else
+                                                             "fasvlm-gpu-site")).resolve()
     args.wheels = args.wheels.resolve()
     if args.budget is None and not args.dry:
         args.budget = 540.0
