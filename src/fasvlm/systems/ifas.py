@@ -31,7 +31,7 @@ import torch
 from fasvlm.backbones import ImageSpec, image_spec
 from fasvlm.losses import lm_loss_terms, lopsided
 from fasvlm.models.ifas import IFAS, DType, LLMMode, ScoreMode
-from fasvlm.systems.common import SchedulerName, configure_adamw, eval_output
+from fasvlm.systems.common import SchedulerName, configure_adamw, eval_output, from_pretrained, save_pretrained
 from fasvlm.text.prompts import (
     QUESTION,
     batch_captions,
@@ -249,6 +249,16 @@ class IFASSystem(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------------------------
     # optimisation and checkpoints
+
+
+    def save_pretrained(self, directory, *, threshold: float | None = None):
+        """Hugging Face style directory: model.safetensors + config.json (``fasvlm.systems.common.save_pretrained``)."""
+        return save_pretrained(self, directory, threshold=threshold)
+
+    @classmethod
+    def from_pretrained(cls, directory):
+        """The system saved by :meth:`save_pretrained` or ``fasvlm export`` (``fasvlm.systems.common.from_pretrained``)."""
+        return from_pretrained(directory, expected=cls)
 
     def configure_optimizers(self):
         return configure_adamw(self, self.hparams.lr, self.hparams.weight_decay, self.hparams.scheduler,

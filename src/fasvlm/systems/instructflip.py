@@ -27,7 +27,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from fasvlm.backbones import ImageSpec, image_spec
 from fasvlm.models.instructflip import InstructFLIP, StyleQuestionMode, draw_style_questions
-from fasvlm.systems.common import SchedulerName, configure_adamw, eval_output
+from fasvlm.systems.common import SchedulerName, configure_adamw, eval_output, from_pretrained, save_pretrained
 
 __all__ = ["InstructFLIPSystem"]
 
@@ -192,6 +192,16 @@ class InstructFLIPSystem(L.LightningModule):
         if self.answer_questions:
             pred["answers"] = self.model.answer(batch["pixel_values"])
         return pred
+
+
+    def save_pretrained(self, directory, *, threshold: float | None = None):
+        """Hugging Face style directory: model.safetensors + config.json (``fasvlm.systems.common.save_pretrained``)."""
+        return save_pretrained(self, directory, threshold=threshold)
+
+    @classmethod
+    def from_pretrained(cls, directory):
+        """The system saved by :meth:`save_pretrained` or ``fasvlm export`` (``fasvlm.systems.common.from_pretrained``)."""
+        return from_pretrained(directory, expected=cls)
 
     def configure_optimizers(self):
         return configure_adamw(self, self.lr, self.weight_decay, self.scheduler, self.warmup_frac)
