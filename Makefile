@@ -12,7 +12,7 @@ IFAS_RUN_DIR ?= runs/ifas_tiny
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv quickstart tiny-clip ifas-tiny test test-all test-slurm lint clean
+.PHONY: venv quickstart tiny-clip ifas-tiny test test-all test-slurm test-slurm-multinode lint clean
 
 $(BIN)/fasvlm: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,12 @@ test-all: venv
 # SIGUSR1 -> requeue -> resume through conf/slurm/cpu_gloo.sbatch. 2-3 minutes on 2 cores.
 test-slurm: venv
 	FASVLM_VENV=$(abspath $(VENV)) bash tests/slurm/run_slurm_test.sh
+
+# A real two-node SLURM cluster in network namespaces (root; slurmctld and the bridge in one namespace, one slurmd in
+# each of two more, on 10.213.0.0/24 with no route out): conf/slurm/multi_node.sbatch with --nodes=2
+# --ntasks-per-node=1 trains+tests, SIGUSR1 -> requeue -> resume, a node killed mid-run -> fail -> resubmit -> resume.
+test-slurm-multinode: venv
+	FASVLM_VENV=$(abspath $(VENV)) bash tests/slurm/multinode/run_multinode_test.sh
 
 lint: venv
 	$(BIN)/ruff check src data_modules callbacks tests
