@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     from fasvlm.callbacks.data import DataHealthCallback
+    from fasvlm.callbacks.requeue import SlurmRequeue
     from fasvlm.callbacks.rng import RNGStateCallback
     from fasvlm.callbacks.throughput import ThroughputCallback
 
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         parser_kwargs={"description": _DESCRIPTION},
         trainer_defaults={
             "callbacks": [LearningRateMonitor(logging_interval="step"), DataHealthCallback(), ThroughputCallback(),
-                          RNGStateCallback()],
+                          RNGStateCallback(), SlurmRequeue()],
             "use_distributed_sampler": False,  # FASDataModule shards itself (unpadded eval, resumable train)
         },
         auto_configure_optimizers=False,

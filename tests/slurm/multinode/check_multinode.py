@@ -113,12 +113,13 @@ def compare(a, b, path: str = "") -> list[str]:
     return [] if a == b else [f"{path}: {a!r} != {b!r}"]
 
 
-def check_metrics(run: Path, single: Path) -> None:
+def check_metrics(run: Path, single: Path, proj: Path) -> None:
     ddp = json.loads((run / "test_metrics.json").read_text())
     one = json.loads(single.read_text())
     check(ddp["world_size"] == 2 and one["world_size"] == 1,
           f"test on {ddp['world_size']} ranks (2 nodes) vs one process ({one['world_size']})")
-    check(Path(ddp["ckpt_path"]).resolve() == Path(one["ckpt_path"]).resolve(),
+    # the job's path is relative to its working directory (the project directory, parent of runs/)
+    check((proj / ddp["ckpt_path"]).resolve() == Path(one["ckpt_path"]).resolve(),
           f"same checkpoint evaluated ({ddp['ckpt_path']})")
     diffs = compare(ddp["domains"], one["domains"]) + compare(ddp["mean_over_targets"], one["mean_over_targets"])
     diffs += compare(ddp["threshold"], one["threshold"])
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checking {args.run} ({args.mode}, multi-node)")
     rank0 = check_placement(read_probes(args.probe_dir, args.job), node_ns, args.job, args.launches, args.steps)
     if args.mode == "train":
-        check_metrics(args.run, args.single)
+        check_metrics(args.run, args.single, args.runs_root.parent)
     if args.mode == "lostnode":
         log = args.log.read_text(errors="replace")
         clear = [m for m in ("DUE TO NODE FAILURE", "Node failure on node2", "Connection closed by peer",

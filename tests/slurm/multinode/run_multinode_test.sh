@@ -3,11 +3,11 @@
 #
 # 1. Installs Debian's slurmctld, slurmd and munge if missing.
 # 2. Three network namespaces of its own, on 10.213.0.0/24 (no default route: no packet can leave them):
-#      fvctl-<id>: a bridge (10.213.0.1, host name "ctl") and slurmctld; the test's SLURM commands run here too;
+#      fvctl-<id>: a bridge (10.213.0.1, the machine's short host name, which slurmctld insists on) and slurmctld; the test's SLURM commands run here too;
 #      fvn1-<id>:  slurmd NodeName=node1 NodeAddr=10.213.0.11 (interface fv0, joined to the bridge by a veth pair);
 #      fvn2-<id>:  slurmd NodeName=node2 NodeAddr=10.213.0.12.
-#    Every daemon starts under `ip netns exec`, which gives it a private mount namespace; there the test bind-mounts its
-#    own hosts file over /etc/hosts (node1, node2, ctl), so the jobs resolve node names like on a cluster while the
+#    Every daemon starts in its network namespace (nsenter) and a private mount namespace (unshare) where the test
+#    bind-mounts its own hosts file over /etc/hosts (node1, node2, the controller), so the jobs resolve node names like on a cluster while the
 #    machine's /etc is untouched. munged (own key, socket in the temp dir) is shared: a Unix socket path works across
 #    network namespaces. The root namespace gets no interface, route or address.
 # 3. Generates the tiny synthetic data set and submits the real conf/slurm/multi_node.sbatch with --nodes=2
@@ -155,19 +155,22 @@ for ns in "${created_ns[@]}"; do
     routes=$(ip -n "$ns" route show)
     [[ $routes != *default* ]] || die "namespace $ns has a default route: $routes"
 done
-ip netns exec "$ns_n1" ping -c1 -W2 10.213.0.12 >/dev/null 2>&1 || log "note: ping node1 -> node2 failed (no ping?)"
 log "namespaces $ns_ctl (bridge 10.213.0.1), $ns_n1 (10.213.0.11), $ns_n2 (10.213.0.12); no default route"
 
+ctl_host=$(hostname -s)  # slurmctld starts only on a host named in SlurmctldHost
 cat >"$work/hosts" <<EOF
 127.0.0.1 localhost
-10.213.0.1 ctl
+10.213.0.1 $ctl_host
 10.213.0.11 node1
 10.213.0.12 node2
 EOF
 
-in_ns() {  # in_ns NS CMD...: run CMD in the namespace, with the test's hosts file as /etc/hosts (private mount ns)
+in_ns() {  # in_ns NS CMD...: run CMD in the network namespace, with the test's hosts file as /etc/hosts
     local ns=$1; shift
-    ip netns exec "$ns" /bin/bash -c 'mount --bind "$1" /etc/hosts && shift && exec "$@"' _ "$work/hosts" "$@"
+    # nsenter (not `ip netns exec`, which remounts /sys and hides /sys/fs/cgroup that slurmd needs) + a private mount
+    # namespace of its own for the hosts file: the machine's /etc/hosts stays as it is
+    nsenter --net="/run/netns/$ns" unshare --mount --propagation private \
+        /bin/bash -c 'mount --bind "$1" /etc/hosts && shift && exec "$@"' _ "$work/hosts" "$@"
 }
 sl() { ip netns exec "$ns_ctl" "$@"; }  # SLURM client commands talk to slurmctld on 10.213.0.1
 
@@ -182,7 +185,7 @@ munged_pid=$!
 cat >"$SLURM_CONF" <<EOF
 # two-node test cluster in network namespaces written by tests/slurm/multinode/run_multinode_test.sh
 ClusterName=fasvlmmn
-SlurmctldHost=ctl(10.213.0.1)
+SlurmctldHost=$ctl_host(10.213.0.1)
 SlurmctldPort=6817
 SlurmdPort=6818
 SlurmUser=root
@@ -235,9 +238,9 @@ start_slurmd 1
 start_slurmd 2
 
 wait_idle() {  # wait_idle SECONDS: both nodes idle
-    local states=""
-    for _ in $(seq $(($1 * 2))); do
-        states=$(sl sinfo -h -N -o '%N=%t' 2>/dev/null | sort | paste -sd' ' - || true)
+    local states="" deadline=$((SECONDS + $1))
+    while ((SECONDS < deadline)); do
+        states=$(timeout 15 ip netns exec "$ns_ctl" sinfo -h -N -o '%N=%t' 2>/dev/null | sort | paste -sd' ' - || true)
         [[ $states == "node1=idle node2=idle" ]] && return 0
         sleep 0.5
     done
@@ -290,7 +293,8 @@ submit() {  # submit NAME [SBATCH OPTIONS...] -- FASVLM ARGS... -> job id
     local opts=()
     while [[ $1 != -- ]]; do opts+=("$1"); shift; done
     shift
-    sl sbatch --parsable --job-name="$name" --output="$work/logs/%x-%j.out" --chdir="$proj" \
+    # FASVLM_RUN_DIR (documented by the template): the run directory does not depend on how fasvlm names runs
+    FASVLM_RUN_DIR=runs/$name sl sbatch --parsable --job-name="$name" --output="$work/logs/%x-%j.out" --chdir="$proj" \
         "${sbatch_overrides[@]}" "${opts[@]}" "$repo/conf/slurm/multi_node.sbatch" "$@"
 }
 
