@@ -252,12 +252,13 @@ log "cluster up: slurmctld in $ns_ctl, slurmd node1 in $ns_n1, slurmd node2 in $
 # --- 3. project directory and data ------------------------------------------------------------------------------------
 proj=$work/proj
 ln -s "$repo/conf" "$proj/conf"
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1  # nothing here may reach outside (the daemons' namespaces have no route)
 log "generating the tiny synthetic data set"
 (cd "$proj" && "$venv/bin/fasvlm" synth --out data/synthetic --preset tiny >"$work/log/synth.out" 2>&1) ||
     die "fasvlm synth failed: $(tail -n 20 "$work/log/synth.out")"
 
 # The environment sbatch exports to the job (the submitting shell's, as on a cluster):
-export PATH=$venv/bin:$PATH HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PATH=$venv/bin:$PATH TOKENIZERS_PARALLELISM=false
 export GLOO_SOCKET_IFNAME=fv0                  # the nodes' interface (on a cluster: the fabric's, e.g. ib0 / eth0)
 export FASVLM_BIN=$here/rank_probe.sh FASVLM_REAL_BIN=$venv/bin/fasvlm FASVLM_PROBE_DIR=$work/probe
 unset MASTER_ADDR MASTER_PORT                  # Lightning takes them from SLURM: first node of the list, job id
