@@ -24,7 +24,7 @@ __all__ = ["main", "TOOLS"]
 TOOLS: dict[str, tuple[str, str]] = {
     "synth": ("fasvlm.data_modules.synthetic.cli:main", "generate synthetic FAS data in the official layouts"),
     "prepare": ("fasvlm.data_modules.prepare:main", "index a dataset release, sample frames, crop faces -> manifest"),
-    "caption": ("fasvlm.tools.caption:main", "spoof-aware captioning (SCF) and instruction data"),
+    "caption": ("fasvlm.captioning.cli:main", "spoof-aware captioning (SCF) and instruction data"),
     "bench": ("fasvlm.tools.bench:main", "measure FLOPs, throughput and MFU of a config"),
     "export": ("fasvlm.tools.export:main", "export trainable weights (safetensors + config) / convert DeepSpeed checkpoints"),
 }
