@@ -2,7 +2,7 @@
 
 One :class:`~fasvlm.metrics.FASMetrics` per split (val, test) and per dataloader; its states are synced over all
 ranks, so every number covers the whole evaluation set (the published InstructFLIP code used one rank's shard).
-Each domain is scored twice (DESIGN.md, "Metrics"):
+Each domain is scored twice (docs/design.md, "Contracts"):
 
 * ``paper``: the field's shared code, threshold = EER point of the domain's own scores (HTER = EER);
 * ``honest``: one threshold chosen on the SOURCE validation loader (``threshold_rule``: EER point, or the lowest
