@@ -393,7 +393,8 @@ class FASDataModule(L.LightningDataModule):
     # -- exact resume: the training sampler's position travels in the checkpoint --------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        return sampler_resume_state(self.trainer, self._train_sampler, self.batch_size)
+        # the crop margin travels with the checkpoint: `fasvlm predict` crops user images the same way
+        return {**sampler_resume_state(self.trainer, self._train_sampler, self.batch_size), "margin": self.margin}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._sampler_state = state.get("train_sampler")
