@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A two-node SLURM cluster in network namespaces runs conf/slurm/multi_node.sbatch (make test-slurm-multinode; root).
 #
-# 1. Installs Debian's slurmctld, slurmd and munge if missing.
+# 1. Installs Debian's slurmctld, slurmd and munge (and iproute2, util-linux) if missing.
 # 2. Three network namespaces of its own, on 10.213.0.0/24 (no default route: no packet can leave them):
 #      fvctl-<id>: a bridge (10.213.0.1, the machine's short host name, which slurmctld insists on) and slurmctld; the test's SLURM commands run here too;
 #      fvn1-<id>:  slurmd NodeName=node1 NodeAddr=10.213.0.11 (interface fv0, joined to the bridge by a veth pair);
@@ -46,17 +46,19 @@ die() { log "FAIL: $*"; exit 1; }
 
 [[ $EUID -eq 0 ]] || die "run as root: network namespaces, munged, slurmctld and slurmd need root"
 [[ -x $venv/bin/fasvlm ]] || die "$venv/bin/fasvlm not found: run 'make venv' first (or set FASVLM_VENV)"
-command -v ip >/dev/null || die "'ip' (iproute2) not found: apt-get install iproute2"
 
 # --- 1. packages ------------------------------------------------------------------------------------------------------
 need_install=0
 for cmd in slurmctld slurmd munged sbatch srun scontrol scancel sinfo; do
     command -v "$cmd" >/dev/null 2>&1 || need_install=1
 done
+for cmd in ip nsenter unshare; do
+    command -v "$cmd" >/dev/null 2>&1 || need_install=1
+done
 if ((need_install)); then
-    log "installing slurm-wlm and munge (apt-get)"
+    log "installing slurm-wlm, munge, iproute2 and util-linux (apt-get)"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge iproute2 util-linux >/dev/null
 fi
 log "$(slurmctld -V), $(munged -V 2>&1 | head -n1)"
 
