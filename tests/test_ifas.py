@@ -16,7 +16,8 @@ from fasvlm.systems.common import build_optimizer
 from fasvlm.systems.ifas import IFASSystem, write_explanations
 from fasvlm.text.prompts import YES
 
-TINY = dict(vision="tiny", llm="tiny", llm_mode="full", num_queries=4, lr=1e-3, scheduler="constant")  # as conf/ifas/tiny.yaml
+TINY = dict(vision="tiny", llm="tiny", llm_mode="full", num_queries=4, lr=1e-3, scheduler="constant",
+            caption_source="templates")  # as conf/ifas/tiny.yaml
 
 
 def make_batch(n: int = 4, seed: int = 0) -> dict:
@@ -192,7 +193,7 @@ def test_ablations():
 def test_captions_table(tmp_path):
     path = tmp_path / "captions.jsonl"
     path.write_text(json.dumps({"sample_id": "s0_0", "caption": "a smiling young man"}) + "\n")
-    s = system(captions=str(path))
+    s = system(captions=str(path), caption_source="scf")
     batch = make_batch(2)
     with pytest.warns(UserWarning, match="1 of 2 samples"):
         texts = s.interpretations(batch)

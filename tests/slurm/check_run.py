@@ -116,8 +116,16 @@ def main(argv: list[str] | None = None) -> int:
                                           f"(first step per file: {firsts})"):
                 resumed = next(iter(new_files.values()))
                 first = resumed[0]
+                first_launch = log.split("(restart 1)", 1)[0]
+                sigterm = re.findall(r"SIGTERM: saved \S+ at step (\d+)", first_launch)
                 if source == hpc[0].name:
                     check(first == hpc_step, f"the resumed launch logs from the signal step {hpc_step} (got {first})")
+                    expected_last = args.max_steps - 1
+                elif sigterm:
+                    # after the requeue SLURM sent SIGTERM to the old processes: fasvlm saved last.ckpt at the end of
+                    # a training batch (a mid-epoch state, no logging-step shift) and exited 143 (issue 14)
+                    check(first == int(sigterm[0]), f"the resumed launch logs from the SIGTERM checkpoint's step "
+                                                    f"{sigterm[0]} (got {first})")
                     expected_last = args.max_steps - 1
                 else:
                     # Lightning adds 1 to its logging step when it restarts from a checkpoint written at the end of

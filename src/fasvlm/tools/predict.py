@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["main", "build_parser", "LoadedModel", "load_model", "collect_inputs", "predict_files", "write_report",
-           "IMAGE_SUFFIXES"]
+           "write_outputs", "overlay", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 EXIT_PARTIAL = 3
@@ -471,7 +471,7 @@ def _data_uri(array: np.ndarray | None) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _overlay(crop: np.ndarray, cue: np.ndarray) -> np.ndarray:
+def overlay(crop: np.ndarray, cue: np.ndarray) -> np.ndarray:
     """The cue map (0 live .. 1 attack) as a red overlay on the crop."""
     from PIL import Image
 
@@ -499,7 +499,7 @@ def write_report(rows: list[dict], errors: list[dict], items: list[_Item], model
             continue
         detail = escape(r.get("explanation", ""))
         if "cue_map" in it.extra:
-            detail = (f'<img class="cue" src="{_data_uri(_overlay(it.crop, it.extra["cue_map"]))}" alt="cue map">'
+            detail = (f'<img class="cue" src="{_data_uri(overlay(it.crop, it.extra["cue_map"]))}" alt="cue map">'
                       f' attack share {r.get("cue_attack_share", it.extra["cue_attack_share"]):.2f}')
         if r.get("n_frames"):
             detail = f"video: mean of {r['n_frames']} frames " + detail
