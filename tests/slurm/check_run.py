@@ -64,7 +64,7 @@ def check_common(run: Path, max_steps: int, world_size: int, tested: bool) -> No
     val = run / "val_metrics.json"
     if check(val.is_file(), f"{val} exists"):
         check(json.loads(val.read_text()).get("world_size") == world_size, f"validation ran on {world_size} ranks")
-    subdirs = [p.name for p in run.iterdir() if p.is_dir() and p.name not in ("checkpoints",)]
+    subdirs = [p.name for p in run.iterdir() if p.is_dir() and p.name not in ("checkpoints", "det")]  # det/: DET-curve figures
     check(not subdirs, f"no logger version sub-directories in the run directory (found {subdirs})")
 
 

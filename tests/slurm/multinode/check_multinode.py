@@ -81,8 +81,8 @@ def check_placement(probes: list[dict], node_ns: dict[str, str], job: str, launc
 def check_run_dir(run: Path, runs_root: Path, rank0_pids: set[int]) -> None:
     others = sorted(p.name for p in runs_root.iterdir() if p.is_dir() and not p.name.startswith("mn-"))
     check(not others, f"no run directories besides the jobs' runs/<job name> under {runs_root} (found {others})")
-    nested = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_dir() and p.name != "checkpoints")
-    check(not nested, f"one run directory: no sub-directories in {run.name} but checkpoints/ (found {nested})")
+    nested = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_dir() and p.name not in ("checkpoints", "det"))
+    check(not nested, f"one run directory: no sub-directories in {run.name} but checkpoints/ and det/ (found {nested})")
     events = sorted(run.rglob("events.out.tfevents.*"))
     pids = [event_pid(e) for e in events]
     check(bool(events) and all(p in rank0_pids for p in pids),
