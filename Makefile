@@ -14,7 +14,7 @@ IFAS_RUN_DIR ?= runs/ifas-tiny/latest
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv quickstart tiny-clip ifas-tiny test test-all test-slurm gpu-wheels gpu-check lint clean
+.PHONY: venv quickstart tiny-clip ifas-tiny test test-all test-slurm test-slurm-multinode gpu-wheels gpu-check lint clean
 
 $(BIN)/fasvlm: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,13 @@ test-all: venv
 # conf/slurm/cpu_gloo.sbatch.
 test-slurm: venv
 	FASVLM_VENV=$(abspath $(VENV)) bash tests/slurm/run_slurm_test.sh
+
+# A real two-node SLURM cluster in network namespaces (root; slurmctld and the bridge in one namespace, one slurmd in
+# each of two more, on 10.213.0.0/24 with no route out): conf/slurm/multi_node.sbatch with --nodes=2
+# --ntasks-per-node=1 trains+tests, SIGUSR1 -> requeue -> resume, a node killed mid-run -> fail -> resubmit -> resume.
+# 8-10 minutes on 2 shared cores (not in make test / CI).
+test-slurm-multinode: venv
+	FASVLM_VENV=$(abspath $(VENV)) bash tests/slurm/multinode/run_multinode_test.sh
 
 # GPU acceptance kit (tests/gpu/gpu_check.py). Here, with PyPI access: `make gpu-wheels` writes $(GPU_WHEELS), the
 # wheels a bare GPU machine lacks (jsonargparse, deepspeed, pydantic ...; Python 3.12; git-ignored). On the GPU machine,

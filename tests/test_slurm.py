@@ -3,7 +3,8 @@
 Fast tests run each template with bash outside SLURM, with a fake `srun` that records its argument vector: the
 arguments reach `fasvlm fit`/`fasvlm test` intact (no shell re-parsing), with the SLURM-derived options after them.
 The slow test (`make test-slurm`, root, FASVLM_SLURM_TEST=1) runs tests/slurm/run_slurm_test.sh: a real one-node
-cluster, a train+test job, a SIGUSR1 -> requeue -> resume job, scancel -> resubmission, two concurrent jobs.
+cluster, a train+test job, a SIGUSR1 -> requeue -> resume job, scancel -> resubmission, two concurrent jobs;
+FASVLM_SLURM_MULTINODE_TEST=1 runs the two-node one (tests/slurm/multinode, `make test-slurm-multinode`).
 """
 
 from __future__ import annotations
@@ -168,3 +169,22 @@ def test_slurm_cluster_train_and_requeue(tmp_path):
     assert proc.returncode == 0, out[-12000:]
     assert re.search(r"PASS: train\+test job and SIGUSR1 -> requeue -> resume job", out)
     print(f"SLURM test: {elapsed:.0f} s")
+
+
+@pytest.mark.slow
+def test_slurm_two_node_cluster_in_network_namespaces(tmp_path):
+    """tests/slurm/multinode/run_multinode_test.sh: multi_node.sbatch on two nodes in network namespaces (train+test,
+    SIGUSR1 -> requeue -> resume, a lost node -> failure -> resubmission resumes). 8-10 minutes; root;
+    FASVLM_SLURM_MULTINODE_TEST=1 (`make test-slurm-multinode` runs the script directly)."""
+    if os.environ.get("FASVLM_SLURM_MULTINODE_TEST") != "1":
+        pytest.skip("set FASVLM_SLURM_MULTINODE_TEST=1 to start the two-node SLURM test cluster")
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces, munged, slurmctld and slurmd need root")
+    if shutil.which("ip") is None:
+        pytest.skip("no `ip` (iproute2) to create network namespaces")
+    proc = subprocess.run(["bash", str(REPO / "tests" / "slurm" / "multinode" / "run_multinode_test.sh")],
+                          capture_output=True, text=True, timeout=2400)
+    out = proc.stdout + proc.stderr
+    print(out[-6000:])
+    assert proc.returncode == 0, out[-12000:]
+    assert "PASS: 2-node train+test (metrics = one-process evaluation), SIGUSR1 -> requeue -> resume, lost node" in out

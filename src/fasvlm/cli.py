@@ -554,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from fasvlm.callbacks.checkpoint import SIGTERM_EXIT_CODE, ScheduleHorizonCheck
     from fasvlm.callbacks.data import DataHealthCallback
+    from fasvlm.callbacks.requeue import SlurmRequeue
     from fasvlm.callbacks.rng import RNGStateCallback
     from fasvlm.callbacks.throughput import ThroughputCallback
     from fasvlm.data_modules.datamodule import EmptySplitError
@@ -572,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
                            **{sub: {"allow_abbrev": False} for sub in SUBCOMMANDS}},
             trainer_defaults={
                 "callbacks": [LearningRateMonitor(logging_interval="step"), DataHealthCallback(), ThroughputCallback(),
-                              RNGStateCallback(), ScheduleHorizonCheck()],
+                              RNGStateCallback(), ScheduleHorizonCheck(), SlurmRequeue()],
                 "use_distributed_sampler": False,  # FASDataModule shards itself (unpadded eval, resumable train)
             },
             auto_configure_optimizers=False,
