@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -167,12 +168,14 @@ def test_load_exported_detects_missing_trainable_weights(tiny_ckpt, tmp_path):
 # weights after that step, plus Lightning's client state.
 _DS_SCRIPT = textwrap.dedent(r"""
     import sys
-    import deepspeed, deepspeed.comm.torch as ds_torch_comm, torch
+    import deepspeed, deepspeed.comm.torch, torch
     from safetensors.torch import save_file
     from fasvlm.systems.baseline import BaselineSystem
 
-    # the shared-memory all-reduce op is a C++ JIT build (minutes on 2 cores) that a 1-process run never uses
-    ds_torch_comm.build_shm_op = lambda: None
+    # the shared-memory all-reduce op is a C++ JIT build (minutes on 2 cores) that a 1-process run never uses.
+    # Patch the module object itself: `import deepspeed.comm.torch as m` can bind m to the torch library (deepspeed.comm
+    # re-exports `torch`), and the patch would then be a no-op.
+    sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
     ckpt_path, ds_dir, ref_path = sys.argv[1:4]
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     system = BaselineSystem(**ckpt["hyper_parameters"])
@@ -201,8 +204,10 @@ def _deepspeed_cpu_env() -> dict[str, str]:
     with socket.socket() as s:  # a free port for the 1-process gloo group
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # a private extensions dir: a JIT build killed elsewhere leaves a lock file that would block this run for ever
+    ext = tempfile.mkdtemp(prefix="fasvlm-torch-ext-")
     env = dict(os.environ, DS_ACCELERATOR="cpu", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0",
-               LOCAL_RANK="0", WORLD_SIZE="1", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+               LOCAL_RANK="0", WORLD_SIZE="1", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", TORCH_EXTENSIONS_DIR=ext)
     return env
 
 
