@@ -1,13 +1,24 @@
-"""LightningModules: losses, optimisation and logging around the models in :mod:`fasvlm.models`."""
+"""LightningModules: losses, optimisation and logging around the models in :mod:`fasvlm.models`.
 
-__all__ = ["BaselineSystem", "CLIPPretrainSystem", "IFASSystem", "InstructFLIPSystem"]
+``SYSTEMS`` is the registry of every system, class path -> class: the only classes ``fasvlm export`` / ``predict``
+rebuild from a class path read from a checkpoint or export directory.
+"""
 
-_WHERE = {"BaselineSystem": "baseline", "CLIPPretrainSystem": "clip_pretrain", "IFASSystem": "ifas", "InstructFLIPSystem": "instructflip"}
+from .baseline import BaselineSystem
+from .cfpl import CFPLSystem
+from .clip_pretrain import CLIPPretrainSystem
+from .flip import FLIPSystem
+from .ifas import IFASSystem
+from .instructflip import InstructFLIPSystem
+from .safas import SAFASSystem
+from .ssdg import SSDGSystem
+from .vitaf import ViTAFSystem
 
+__all__ = ["SYSTEMS", "BaselineSystem", "CFPLSystem", "CLIPPretrainSystem", "FLIPSystem", "IFASSystem",
+           "InstructFLIPSystem", "SAFASSystem", "SSDGSystem", "ViTAFSystem"]
 
-def __getattr__(name: str):
-    if name in _WHERE:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+SYSTEMS: dict[str, type] = {
+    f"{cls.__module__}.{cls.__name__}": cls
+    for cls in (BaselineSystem, CLIPPretrainSystem, IFASSystem, InstructFLIPSystem, FLIPSystem, ViTAFSystem,
+                SSDGSystem, SAFASSystem, CFPLSystem)
+}
