@@ -228,6 +228,7 @@ def test_tiny_configs_share_one_data_section():
         assert d == baseline, m
 
 
+@pytest.mark.slow  # 7 x (fit 2 steps + test + export) through the CLI: ~2-3 min on 2 free cores
 def test_every_method_accepts_the_same_data_config_and_writes_the_same_report_keys(tmp_path, synthetic_root,
                                                                                      monkeypatch):
     from fasvlm.cli import main
@@ -244,6 +245,18 @@ def test_every_method_accepts_the_same_data_config_and_writes_the_same_report_ke
         assert main(["fit", *run]) in (0, None)
         assert main(["test", *run, "--ckpt_path", "last"]) in (0, None)
         reports[m] = json.loads((tmp_path / "runs" / m / "test_metrics.json").read_text())
+        # export -> rebuild -> the same scores as the checkpoint
+        from fasvlm.systems import SYSTEMS
+        from fasvlm.tools.export import load_exported
+
+        ckpt = tmp_path / "runs" / m / "checkpoints" / "last.ckpt"
+        assert main(["export", "--ckpt", str(ckpt), "--out", f"exported/{m}"]) == 0
+        exported = load_exported(tmp_path / "exported" / m)
+        cls = SYSTEMS[json.loads((tmp_path / "exported" / m / "config.json").read_text())["class_path"]]
+        reference = cls.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False).eval()
+        x = torch.randn(2, 3, exported.image_spec.size, exported.image_spec.size)
+        with torch.no_grad():
+            assert torch.allclose(exported(x), reference(x), atol=1e-5), m
     keys = {m: _keys(r) for m, r in reports.items()}
     for m in METHODS:
         assert keys[m] == keys["flip_v"], (m, keys[m] ^ keys["flip_v"])

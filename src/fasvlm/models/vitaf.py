@@ -85,16 +85,13 @@ class ViTAF(nn.Module):
             self.encoder.requires_grad_(False)
         width = self.encoder.config.hidden_size
         layers = getattr(self.encoder, "vision_model", self.encoder).encoder.layers  # transformers 4.x nests it
-        self.adapted = nn.ModuleList()
-        for layer in layers:
-            wrapped = EnsembleAdapter(layer.mlp, width, bottleneck, num_adapters, gamma, beta)
-            layer.mlp = wrapped
-            self.adapted.append(wrapped)
+        for layer in layers:  # registered once, inside the encoder (no second name for the same tensors)
+            layer.mlp = EnsembleAdapter(layer.mlp, width, bottleneck, num_adapters, gamma, beta)
         self.embedder = NormedEmbedder(width, embed_dim, dropout, norm=True)
         self.classifier = NormedClassifier(embed_dim, 2, norm=True)
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cls = self.encoder(pixel_values=pixel_values).pooler_output  # (B, D)
-        losses = [m.cos_loss for m in self.adapted if m.cos_loss is not None]
+        losses = [m.cos_loss for m in self.encoder.modules() if isinstance(m, EnsembleAdapter) and m.cos_loss is not None]
         cos = torch.stack(losses).mean() if losses else cls.new_zeros(())
         return self.classifier(self.embedder(cls)), cos
