@@ -17,7 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(BIN)/fasvlm: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[dev,video]'
+	$(PIP) install -q -c constraints.txt -e '.[dev,video,onnx,demo]'
 	touch $@
 
 venv: $(BIN)/fasvlm

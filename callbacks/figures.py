@@ -29,7 +29,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image, ImageDraw, ImageFont
 
-from fasvlm.callbacks.metrics import _loader_names
+from fasvlm.callbacks.metrics import loader_names
 from fasvlm.metrics import (
     GRID_DENSITY,
     FASData,
@@ -370,7 +370,7 @@ class FASFiguresCallback(Callback):
             return None
 
     def _draw(self, stage: Stage, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        names, source = _loader_names(trainer, stage)
+        names, source = loader_names(trainer, stage)
         slots = [self._slot(stage, i, pl_module.device) for i in range(len(names))]
         datas = [m.gather() for m, _ in slots]  # collective, same order on every rank
         worsts = [w.gathered(pl_module) for _, w in slots]  # collective

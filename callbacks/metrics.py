@@ -2,7 +2,7 @@
 
 One :class:`~fasvlm.metrics.FASMetrics` per split (val, test) and per dataloader; its states are synced over all
 ranks, so every number covers the whole evaluation set (the published InstructFLIP code used one rank's shard).
-Each domain is scored twice (DESIGN.md, "Metrics"):
+Each domain is scored twice (docs/design.md, "Contracts"):
 
 * ``paper``: the field's shared code, threshold = EER point of the domain's own scores (HTER = EER);
 * ``honest``: one threshold chosen on the SOURCE validation loader (``threshold_rule``: EER point, or the lowest
@@ -53,7 +53,7 @@ from fasvlm.metrics import (
     honest_threshold,
 )
 
-__all__ = ["FASMetricsCallback"]
+__all__ = ["FASMetricsCallback", "loader_names", "write_json_atomic"]
 
 Stage = Literal["val", "test"]
 REPORT_SCHEMA = "fasvlm.fas_metrics_report/1"
@@ -62,7 +62,7 @@ _PAPER_KEYS = ("hter", "eer", "auc", "threshold")
 _HONEST_KEYS = ("hter", "apcer", "bpcer", "acer")
 
 
-def _loader_names(trainer: pl.Trainer, stage: Stage) -> tuple[list[str], str]:
+def loader_names(trainer: pl.Trainer, stage: Stage) -> tuple[list[str], str]:
     """Names of the evaluation dataloaders (one per ``dataloader_idx``) and the source loader's name.
 
     From ``trainer.datamodule.{val_names,test_names,source_name}``; without them ``dl{i}``, with ``dl0`` the source.
@@ -253,7 +253,7 @@ class FASMetricsCallback(Callback):
         )
 
     def _finish(self, stage: Stage, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        names, source = _loader_names(trainer, stage)
+        names, source = loader_names(trainer, stage)
         for name in names:
             if name in _RESERVED and name != source:
                 raise ValueError(f"a target domain may not be named {name!r} (reserved for aggregate keys)")

@@ -33,14 +33,13 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..backbones import ImageSpec
 from .adapters import index_dataset
 from .record import SampleRecord, read_manifest, resolve_bbox
 from .taxonomy import content_index, style_index
-from .transforms import FaceTransform, estimate_camera_quality
+from .transforms import FaceTransform, ImageSpec, estimate_camera_quality
 
 __all__ = ["DomainSpec", "FASDataModule", "FASDataset", "FASSampler", "EvalSampler", "fas_collate", "sampler_resume_state",
-           "model_image_spec", "make_loader", "eval_loaders"]
+           "model_image_spec", "make_loader", "eval_loaders", "domain_records", "select_domain", "select_records"]
 
 log = logging.getLogger(__name__)
 
@@ -316,45 +315,8 @@ class FASDataModule(L.LightningDataModule):
 
     # -- records ------------------------------------------------------------------------------------------------------
 
-    def _all_records(self, spec: DomainSpec) -> list[SampleRecord]:
-        if (spec.manifest is None) == (spec.dataset is None):
-            raise ValueError(f"domain {spec.name!r}: give exactly one of `manifest` or `dataset` (+ `root`)")
-        key = (spec.manifest, spec.dataset, spec.root, tuple(sorted(spec.options.items())))
-        if key not in self._index_cache:
-            if spec.manifest is not None:
-                recs = read_manifest(spec.manifest)
-            else:
-                if spec.root is None:
-                    raise ValueError(f"domain {spec.name!r}: `dataset: {spec.dataset}` needs `root`")
-                result = index_dataset(spec.dataset, spec.root, **spec.options)
-                if result.unknown:
-                    log.warning("%s: %d files match no naming rule (first: %s)", spec.root, len(result.unknown),
-                                result.unknown[0])
-                recs = result.records
-            videos = [r.path for r in recs if r.frame < 0]
-            if videos:
-                where = spec.manifest or spec.root
-                raise ValueError(
-                    f"domain {spec.name!r} ({where}) lists whole videos (e.g. {videos[0]}); extract frames first: "
-                    f"fasvlm prepare --dataset <name> --root <raw> --out <dir> (without --index-only)"
-                )
-            self._index_cache[key] = recs
-        return self._index_cache[key]
-
     def _select(self, spec: DomainSpec) -> list[SampleRecord]:
-        splits = spec.splits()
-        out = []
-        for r in self._all_records(spec):
-            split = r.extra.get("protocols", {}).get(spec.protocol) if spec.protocol else r.split
-            if split in splits and (spec.attacks is None or r.attack in spec.attacks or r.attack == "live"):
-                out.append(r)
-        if not out:
-            raise ValueError(f"domain {spec.name!r}: no records for split {sorted(splits)}"
-                             + (f" of protocol {spec.protocol!r}" if spec.protocol else "")
-                             + f" in {spec.manifest or spec.root}")
-        if spec.name != out[0].domain:  # report under the configured name
-            out = [_renamed(r, spec.name) for r in out]
-        return out
+        return select_domain(spec, self._index_cache)
 
     def _build_records(self) -> dict[str, list[SampleRecord]]:
         train = [r for s in self.sources for r in self._select(s)]
@@ -431,7 +393,8 @@ class FASDataModule(L.LightningDataModule):
     # -- exact resume: the training sampler's position travels in the checkpoint --------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        return sampler_resume_state(self.trainer, self._train_sampler, self.batch_size)
+        # the crop margin travels with the checkpoint: `fasvlm predict` crops user images the same way
+        return {**sampler_resume_state(self.trainer, self._train_sampler, self.batch_size), "margin": self.margin}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._sampler_state = state.get("train_sampler")
@@ -487,3 +450,70 @@ def _renamed(rec: SampleRecord, domain: str) -> SampleRecord:
     import dataclasses
 
     return dataclasses.replace(rec, domain=domain)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# record selection (FASDataModule, the caption pipelines and any tool select records the same way)
+
+
+def domain_records(spec: DomainSpec, cache: dict[tuple, list[SampleRecord]] | None = None) -> list[SampleRecord]:
+    """Every record of a domain: its prepared manifest, or its raw release indexed by the adapter (``cache`` keeps
+    what was read, keyed by source)."""
+    if (spec.manifest is None) == (spec.dataset is None):
+        raise ValueError(f"domain {spec.name!r}: give exactly one of `manifest` or `dataset` (+ `root`)")
+    key = (spec.manifest, spec.dataset, spec.root, tuple(sorted(spec.options.items())))
+    if cache is not None and key in cache:
+        return cache[key]
+    if spec.manifest is not None:
+        recs = read_manifest(spec.manifest)
+    else:
+        if spec.root is None:
+            raise ValueError(f"domain {spec.name!r}: `dataset: {spec.dataset}` needs `root`")
+        result = index_dataset(spec.dataset, spec.root, **spec.options)
+        if result.unknown:
+            log.warning("%s: %d files match no naming rule (first: %s)", spec.root, len(result.unknown),
+                        result.unknown[0])
+        recs = result.records
+    videos = [r.path for r in recs if r.frame < 0]
+    if videos:
+        where = spec.manifest or spec.root
+        raise ValueError(
+            f"domain {spec.name!r} ({where}) lists whole videos (e.g. {videos[0]}); extract frames first: "
+            f"fasvlm prepare --dataset <name> --root <raw> --out <dir> (without --index-only)"
+        )
+    if cache is not None:
+        cache[key] = recs
+    return recs
+
+
+def select_domain(spec: DomainSpec, cache: dict[tuple, list[SampleRecord]] | None = None) -> list[SampleRecord]:
+    """The records of one domain that its ``split``/``protocol``/``attacks`` select, reported under ``spec.name``."""
+    splits = spec.splits()
+    out = []
+    for r in domain_records(spec, cache):
+        split = r.extra.get("protocols", {}).get(spec.protocol) if spec.protocol else r.split
+        if split in splits and (spec.attacks is None or r.attack in spec.attacks or r.attack == "live"):
+            out.append(r)
+    if not out:
+        raise ValueError(f"domain {spec.name!r}: no records for split {sorted(splits)}"
+                         + (f" of protocol {spec.protocol!r}" if spec.protocol else "")
+                         + f" in {spec.manifest or spec.root}")
+    if spec.name != out[0].domain:  # report under the configured name
+        out = [_renamed(r, spec.name) for r in out]
+    return out
+
+
+def select_records(specs: Sequence[DomainSpec]) -> list[SampleRecord]:
+    """The records of ``specs``, selected exactly as FASDataModule selects them (sample ids match a training run's);
+    an error when a sample id occurs twice across the specs."""
+    if not specs:
+        raise ValueError("no domains given: e.g. [{name: celeba_spoof, dataset: celeba_spoof, root: "
+                         "data/celeba_spoof, split: train}]")
+    cache: dict[tuple, list[SampleRecord]] = {}
+    records = [r for spec in specs for r in select_domain(spec, cache)]
+    counts = Counter(r.sample_id for r in records)
+    dupes = [k for k, n in counts.items() if n > 1]
+    if dupes:
+        raise ValueError(f"{len(dupes)} sample ids occur more than once across the domains (e.g. {dupes[0]}); "
+                         "give each domain a distinct name or do not list a split twice")
+    return records

@@ -1,4 +1,4 @@
-"""The sample record: one row of a manifest (DESIGN.md, "Contracts").
+"""The sample record: one row of a manifest (docs/design.md, "Contracts").
 
 Every adapter yields :class:`SampleRecord` objects; ``fasvlm prepare`` writes them as the rows of
 ``manifest.parquet``; :class:`~fasvlm.data_modules.datamodule.FASDataModule` reads them back.

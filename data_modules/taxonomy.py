@@ -1,4 +1,4 @@
-"""Unified attack taxonomy and style attributes (DESIGN.md, "Taxonomy").
+"""Unified attack taxonomy and style attributes (docs/design.md, "Contracts").
 
 CelebA-Spoof's 11 spoof types (label vector index 40) are the backbone; attacks from other datasets that fall outside
 them get names of their own, each mapped to the nearest of the 11 for InstructFLIP's content question.

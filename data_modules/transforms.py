@@ -11,12 +11,25 @@ No torchvision: on CPU-only torch the available torchvision build is CUDA-only (
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["FaceTransform", "square_box", "estimate_camera_quality"]
+__all__ = ["CLIP_MEAN", "CLIP_STD", "ImageSpec", "FaceTransform", "square_box", "estimate_camera_quality"]
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What the transforms need from a vision backbone: input size and normalisation (``system.image_spec``)."""
+
+    size: int
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
 
 
 def square_box(box: tuple[int, int, int, int] | None, width: int, height: int, margin: float) -> tuple[float, ...]:

@@ -79,3 +79,21 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
     model, tokenizer = load_clip("tiny")
     return save_clip(model, tokenizer, model.config.vision_config.image_size, tmp_path_factory.mktemp("clip") / "tiny_clip")
 
+
+
+@pytest.fixture(scope="session")
+def wheel_site(tmp_path_factory) -> Path:
+    """The project built as a wheel and installed into an empty target directory (no package-dir mapping: there,
+    fasvlm.data_modules and fasvlm.callbacks are plain subpackages). Returns the target directory."""
+    import subprocess
+    import sys
+
+    base = tmp_path_factory.mktemp("wheel")
+    dist = base / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
+                    str(REPO)], check=True)
+    (wheel,) = dist.glob("fasvlm-*.whl")
+    target = base / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True)
+    return target

@@ -37,7 +37,7 @@ def test_every_config_prints_through_the_cli(config, capsys, monkeypatch):
     printed = yaml.safe_load(out[out.index("seed_everything:"):])
     assert printed["model"]["class_path"].startswith("fasvlm.")
     assert printed["data"]["class_path"] in {"fasvlm.data_modules.FASDataModule",
-                                             "fasvlm.text.conversations.ConversationDataModule"}
+                                             "fasvlm.data_modules.conversations.ConversationDataModule"}
 
 
 def test_help_lists_tool_subcommands(capsys):

@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from fasvlm.callbacks.predictions import PredictionsWriter
 from fasvlm.losses import lopsided_lm_loss
 from fasvlm.models.ifas import IFAS
 from fasvlm.systems.common import build_optimizer
-from fasvlm.systems.ifas import IFASExplanationWriter, IFASSystem, write_explanations
+from fasvlm.systems.ifas import IFASSystem, write_explanations
 from fasvlm.text.prompts import YES
 
 TINY = dict(vision="tiny", llm="tiny", llm_mode="full", num_queries=4, lr=1e-3, scheduler="constant")  # as conf/ifas/tiny.yaml
@@ -217,7 +218,7 @@ def test_validate_predict_and_explanations(tmp_path):
     assert ((out["scores"] >= 0) & (out["scores"] <= 1)).all()
 
     path = tmp_path / "out" / "explanations.jsonl"
-    t = trainer(tmp_path, callbacks=[IFASExplanationWriter(path)])
+    t = trainer(tmp_path, callbacks=[PredictionsWriter(str(path))])
     preds = t.predict(s, loader([make_batch(3, 9), make_batch(2, 10)]))
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["sample_id"] for r in rows] == [f"s9_{i}" for i in range(3)] + [f"s10_{i}" for i in range(2)]

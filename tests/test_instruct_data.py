@@ -16,36 +16,40 @@ import torch
 import yaml
 from conftest import REPO
 
-from fasvlm.cli import main
-from fasvlm.data_modules.datamodule import DomainSpec
-from fasvlm.data_modules.taxonomy import ATTACK_NAMES
-from fasvlm.losses import lm_loss_terms
-from fasvlm.text.instruct_data import (
+from fasvlm.captioning.hf import (
+    CausalLMModel,
+    CLIPScorer,
+    ImageTextModel,
+    build_tiny_blip2,
+    build_tiny_clip,
+    build_tiny_llm,
+)
+from fasvlm.captioning.instruct import (
     ATTACK_TYPES,
     TASKS,
     AugmentSettings,
-    CausalLMModel,
-    CLIPScorer,
     ClipSettings,
     FilterSettings,
     JudgeSettings,
     MLLMSettings,
     TaskSpec,
     build_instructions,
-    build_tiny_clip,
-    build_tiny_llm,
     clip_keep,
     export_review,
     import_review,
     judge_keep,
-    load_llava,
     parse_box,
     parse_qa_json,
     refusal_phrase,
     validate_box,
 )
+from fasvlm.captioning.stages import DataSettings, TrainerSettings
+from fasvlm.cli import main
+from fasvlm.data_modules.datamodule import DomainSpec
+from fasvlm.data_modules.llava import load_llava
+from fasvlm.data_modules.taxonomy import ATTACK_NAMES
+from fasvlm.losses import lm_loss_terms
 from fasvlm.text.prompts import QUESTION
-from fasvlm.text.scf import DataSettings, ImageTextModel, TrainerSettings, build_tiny_blip2
 
 CPU = TrainerSettings(accelerator="cpu", devices=1, precision="32-true")
 
@@ -379,7 +383,7 @@ def _ifas(**kwargs):
 
 
 def _conversation_batch(instruct_out: Path, synthetic_root: Path, n: int = 8) -> dict:
-    from fasvlm.text.conversations import ConversationDataModule
+    from fasvlm.data_modules.conversations import ConversationDataModule
 
     dm = ConversationDataModule(train=str(instruct_out / "conversations.json"),
                                 targets=[DomainSpec(name="target", dataset="celeba_spoof",
@@ -426,7 +430,7 @@ def test_lopsided_loss_only_where_the_answer_starts_with_a_judgment():
     pixel = torch.randn(4, 3, 64, 64, generator=g)
     questions = ["Describe the image.", QUESTION, "What type of attack is this?", "Is the face real?"]
     answers = ["A face printed on paper.", "No. This is a poster.", "Nothing suggests an attack.", "Yes, it is real."]
-    logits, labels, judgment, has_j = s.conversation_forward(pixel, questions, answers)
+    logits, labels, judgment, has_j = s.model.conversation_forward(pixel, questions, answers)
     assert has_j.tolist() == [False, True, False, True]  # "Nothing ..." is not a judgment
     # the judgment mask marks exactly the " No"/" Yes" token of rows 1 and 3, and nothing in the others
     assert judgment.sum(1).tolist() == [0, 1, 0, 1]

@@ -16,24 +16,19 @@ import yaml
 from conftest import REPO
 from lightning.pytorch.callbacks import Callback
 
-from fasvlm.cli import main
-from fasvlm.data_modules.datamodule import DomainSpec
-from fasvlm.text.scf import (
+from fasvlm.captioning.hf import ImageTextModel, build_tiny_blip2
+from fasvlm.captioning.scf import (
     DEFAULT_KEYWORDS,
     CaptionerSettings,
-    DataSettings,
     FinetuneSettings,
-    ImageItems,
-    ImageTextModel,
     KeywordFilter,
-    TrainerSettings,
-    build_tiny_blip2,
     finetune_captioner,
-    run_predict_stage,
     run_scf,
-    select_records,
     teach_captioner,
 )
+from fasvlm.captioning.stages import DataSettings, ImageItems, TrainerSettings, run_predict_stage
+from fasvlm.cli import main
+from fasvlm.data_modules.datamodule import DomainSpec, select_records
 
 CPU = TrainerSettings(accelerator="cpu", devices=1, precision="32-true")
 

@@ -25,6 +25,10 @@ __all__ = [
     "sample_pose",
     "render_person",
     "CELEBA_ATTRS",
+    "fast_normal",
+    "inside",
+    "lowfreq",
+    "noise",
 ]
 
 # CelebA's 40 attributes, in the dataset's order (label vector [0:40]).
@@ -286,7 +290,7 @@ def attributes(identity: Identity, pose: Pose, blurry: bool) -> list[int]:
 # ----------------------------------------------------------------------------------------------------------- helpers
 
 
-def _inside(d: np.ndarray, aa: float) -> np.ndarray:
+def inside(d: np.ndarray, aa: float) -> np.ndarray:
     """Soft coverage of a signed distance field (negative inside); ``aa`` is one pixel in the same units."""
     return np.clip(0.5 - d / aa, 0.0, 1.0)
 
@@ -325,7 +329,7 @@ _GAUSS_LUT = np.sort(np.random.default_rng(12345).standard_normal(256 * 512)).re
 _GAUSS_LUT = (_GAUSS_LUT / _GAUSS_LUT.std()).astype(np.float32)
 
 
-def _noise(rng: np.random.Generator, h: int, w: int, sigma: float, sx: float | None = None) -> np.ndarray:
+def noise(rng: np.random.Generator, h: int, w: int, sigma: float, sx: float | None = None) -> np.ndarray:
     """Zero-mean, unit-std Gaussian noise blurred by ``sigma`` (``sx`` for an anisotropic blur)."""
     n = fast_normal(rng, (h, w))
     if sigma > 0:
@@ -333,7 +337,7 @@ def _noise(rng: np.random.Generator, h: int, w: int, sigma: float, sx: float | N
     return n / (n.std() + 1e-6)
 
 
-def _lowfreq(rng: np.random.Generator, h: int, w: int, cells: int = 6) -> np.ndarray:
+def lowfreq(rng: np.random.Generator, h: int, w: int, cells: int = 6) -> np.ndarray:
     """Smooth blotches: a small random grid upsampled bicubically; unit std."""
     g = rng.standard_normal((cells, cells)).astype(np.float32)
     n = cv2.resize(g, (w, h), interpolation=cv2.INTER_CUBIC)
@@ -420,9 +424,9 @@ def render_person(
         skin = np.clip(skin * np.array([1.08, 0.97, 0.8], np.float32) + 0.05, 0, 1)
     hair_color = np.asarray(body.hair_color, np.float32)
 
-    fine_all = _noise(rng, h, w, 0.6)  # pores
-    blotch_all = _lowfreq(rng, h, w, 7)
-    strands_all = _noise(rng, h, w, 3.5, sx=0.7)
+    fine_all = noise(rng, h, w, 0.6)  # pores
+    blotch_all = lowfreq(rng, h, w, 7)
+    strands_all = noise(rng, h, w, 3.5, sx=0.7)
     zeros = np.zeros((h, w), np.float32)
     person, face_all, top_all, ears_all, back_all, holes_all = (zeros.copy() for _ in range(6))
     shf_all = np.zeros((h, w, 3), np.float32)
@@ -433,30 +437,30 @@ def render_person(
     u, v, fine, blotch = u_all[W], v_all[W], fine_all[W], blotch_all[W]
     sub = img[W]
     ru_t = 1.45 + a
-    torso = _inside(_ellipse_sd(u, v, 0.0, 2.55, ru_t, 1.3), aa)
+    torso = inside(_ellipse_sd(u, v, 0.0, 2.55, ru_t, 1.3), aa)
     if body.neckline == "v":
-        hole = _inside(np.maximum(np.abs(u) - (v - 1.05) * 0.5, v - 1.8) * 0.9, aa) * (v > 1.05)
+        hole = inside(np.maximum(np.abs(u) - (v - 1.05) * 0.5, v - 1.8) * 0.9, aa) * (v > 1.05)
     elif body.neckline == "round":
-        hole = _inside(_ellipse_sd(u, v, 0.0, 1.2, 0.36, 0.32), aa)
+        hole = inside(_ellipse_sd(u, v, 0.0, 1.2, 0.36, 0.32), aa)
     else:
-        hole = _inside(_ellipse_sd(u, v, 0.0, 1.15, 0.26, 0.2), aa)
+        hole = inside(_ellipse_sd(u, v, 0.0, 1.15, 0.26, 0.2), aa)
     nx_t = np.clip(u / ru_t, -1, 1)
     ny_t = np.clip((v - 2.55) / 1.3, -1, 1) * 0.6
     sh_t, _ = _shade(nx_t, ny_t, np.sqrt(np.clip(1 - nx_t**2 - ny_t**2, 0.05, 1)), light)
     cloth = np.asarray(body.cloth, np.float32) * (1 + 0.05 * fine[..., None])
     neck_w = a * 0.5
     half = neck_w + 0.35 * np.clip(v - 1.0, 0, 2)
-    neck = _inside(np.abs(u) - half, aa)
+    neck = inside(np.abs(u) - half, aa)
     nx_n = np.clip(u / half, -1, 1)
     sh_n, _ = _shade(nx_n, np.full_like(u, 0.1), np.sqrt(np.clip(1 - nx_n**2, 0.05, 1)), light)
     under_chin = 1.0 - 0.45 * np.clip(1.0 - (v - 0.75) / 0.45, 0, 1) * (v > 0.5)
     _over(sub, neck, body_skin * sh_n * (under_chin * (1 + 0.03 * blotch))[..., None])
     _over(sub, torso * (1 - hole), cloth * sh_t)
     if body.neckline == "collar":  # shirt collar wings + tie for men
-        wing = _inside(np.maximum(np.abs(np.abs(u) - 0.22 - (v - 1.0) * 0.2) - 0.09, np.abs(v - 1.22) - 0.15), aa)
+        wing = inside(np.maximum(np.abs(np.abs(u) - 0.22 - (v - 1.0) * 0.2) - 0.09, np.abs(v - 1.22) - 0.15), aa)
         _over(sub, wing, np.full(3, 0.92, np.float32) * sh_t)
         if body.male:
-            tie = _inside(np.maximum(np.abs(u) - 0.05 - (v - 1.2) * 0.08, np.abs(v - 1.6) - 0.45), aa)
+            tie = inside(np.maximum(np.abs(u) - 0.05 - (v - 1.2) * 0.08, np.abs(v - 1.6) - 0.45), aa)
             _over(sub, tie * (v > 1.15), np.array([0.45, 0.08, 0.12], np.float32) * sh_t)
     person[W] = np.maximum(neck, torso)
     ear_shade = np.asarray(light.ambient_color, np.float32) * light.ambient + light.key * 0.6 * np.asarray(
@@ -482,7 +486,7 @@ def render_person(
         sd_b = np.maximum(np.abs(u) - half_w + 0.1 * np.clip(v - 0.8, 0, None), v - back_len)
         sd_b = np.maximum(sd_b, head_c - v)  # the rectangle hangs below the crown only
         sd_b = np.minimum(sd_b, _ellipse_sd(u, v, 0.0, head_c, a * 1.22 + curly, 1.08))
-        back = _inside(sd_b + 0.012 * strands, aa)
+        back = inside(sd_b + 0.012 * strands, aa)
         _over(img[W], back, hair_lit_w * 0.85)
         back_all[W] = back
     # --- ears (hidden by long hair)
@@ -490,11 +494,11 @@ def render_person(
         for side in (-1, 1):
             W = fr.win(side * a * 0.97 - 0.12, side * a * 0.97 + 0.12, -0.22, 0.25)
             u, v = u_all[W], v_all[W]
-            ear = _inside(_ellipse_sd(u, v, side * a * 0.97, -0.02, 0.1, 0.18), aa)
+            ear = inside(_ellipse_sd(u, v, side * a * 0.97, -0.02, 0.1, 0.18), aa)
             ears_all[W] = np.maximum(ears_all[W], ear)
             _over(img[W], ear, body_skin * ear_shade * 0.85)
             if body.earrings:
-                ring = _inside(_ellipse_sd(u, v, side * a * 0.99, 0.19, 0.035, 0.035), aa)
+                ring = inside(_ellipse_sd(u, v, side * a * 0.99, 0.19, 0.035, 0.035), aa)
                 _over(img[W], ring, np.array([0.9, 0.75, 0.3]))
 
     # --- the face oval, shaded as an ellipsoid with soft geometry (sockets, nose), pores, beard
@@ -503,7 +507,7 @@ def render_person(
     vv = np.clip(v, 0, None)
     width = a * (1.0 - identity.jaw * vv**2) * (1.0 + 0.04 * np.clip(-v, 0, None) ** 2)
     r = np.sqrt((u / width) ** 2 + v**2)
-    face = _inside((r - 1.0) * a, aa)
+    face = inside((r - 1.0) * a, aa)
     nx = np.clip(u / width, -1, 1)
     ny = np.clip(v * 0.85, -1, 1)
     nz = np.sqrt(np.clip(1 - nx**2 - ny**2, 0.03, 1))
@@ -532,14 +536,14 @@ def render_person(
         sh_m, sp_m = _shade(nx, ny, nz, light, shininess=14.0, spec=0.7 + 0.9 * mask_gloss)
         mask_rgb = skin * (1 + 0.01 * blotch[..., None]) * (0.35 + 0.65 * sh_m) * (0.6 + 0.4 * occ[..., None]) + sp_m[..., None]
         edge = np.maximum((r - 0.88) * a, -0.55 + 0.1 * (u / a) ** 2 - v)  # signed distance, face units
-        mask = _inside(edge, aa)
+        mask = inside(edge, aa)
         face_rgb = face_rgb * (1 - mask[..., None]) + mask_rgb * mask[..., None]
         seam = np.exp(-((edge * s / 2.8) ** 2))
         face_rgb = face_rgb * (1.0 - (0.65 + 0.25 * mask_gloss) * seam)[..., None]
     if body.beard != "none" and not plastic:  # stubble / goatee / full beard on the lower face
         low = np.clip((v - 0.2) / 0.15, 0, 1) * np.clip(1.0 - np.abs(u) / (a * 1.1), 0, 1) ** 0.3
         if body.beard == "goatee":
-            low = low * _inside(_ellipse_sd(u, v, fu, 0.75, 0.2, 0.3), aa)
+            low = low * inside(_ellipse_sd(u, v, fu, 0.75, 0.2, 0.3), aa)
         dens = {"stubble": 0.35, "goatee": 0.85, "full": 0.85}[body.beard]
         texture = (
             np.clip(0.55 + 0.35 * strands + 0.15 * fine, 0, 1)
@@ -566,7 +570,7 @@ def render_person(
         t = np.clip(du / bw, -1, 1)
         yc = ey - 0.13 - identity.brow_arch * (1 - (t - 0.1) ** 2) * 1.5
         thick = identity.brow_thick * (1.0 - 0.45 * np.clip(t, 0, 1))
-        brow = _inside(np.abs(v - yc) - thick / 2, aa) * _inside(np.abs(du) - bw, aa)
+        brow = inside(np.abs(v - yc) - thick / 2, aa) * inside(np.abs(du) - bw, aa)
         tex = 0.75 + 0.25 * np.clip(strands_all[W], -1, 1)
         _over(img[W], brow * face_all[W] * (0.9 * tex), brow_rgb * shf_all[W])
 
@@ -586,7 +590,7 @@ def render_person(
         up = cv_ - eh * para * (1 + 0.2 * side * t)
         lo = cv_ + eh * 0.75 * para
         if plastic:  # recessed hole: dark socket ring around the wearer's eye, placed slightly off
-            sock = _inside(_ellipse_sd(u, v, cu, cv_, ew * 1.25, ew * 0.75), aa)
+            sock = inside(_ellipse_sd(u, v, cu, cv_, ew * 1.25, ew * 0.75), aa)
             _over(sub, sock, face_rgb_all[W] * 0.22)
             holes_all[W] = np.maximum(holes_all[W], sock)
             cu = cu + rng.normal(0, 0.02) + side * 0.015
@@ -596,30 +600,30 @@ def render_person(
             para = np.clip(1 - t**2, 0, 1)
             up = cv_ - eh * para
             lo = cv_ + eh * 0.75 * para
-        inside = _inside(np.maximum(up - v, v - lo), aa) * _inside(np.abs(t) * ew - ew, aa)
+        in_eye = inside(np.maximum(up - v, v - lo), aa) * inside(np.abs(t) * ew - ew, aa)
         scl = np.array([0.93, 0.91, 0.88], np.float32) * (0.55 + 0.45 * sh_w) * (1 - 0.25 * np.abs(t))[..., None]
         if plastic:
             scl = scl * 0.6
-        _over(sub, inside, scl)
+        _over(sub, in_eye, scl)
         ir = 0.052 * identity.eye_size
         gx, gy = pose.gaze
         icu, icv = cu + gx * 0.03, cv_ + gy * 0.015
-        iris = _inside(_ellipse_sd(u, v, icu, icv, ir, ir), aa) * inside
+        iris = inside(_ellipse_sd(u, v, icu, icv, ir, ir), aa) * in_eye
         iris_rgb = np.asarray(body.iris, np.float32) * (0.75 + 0.3 * np.clip(fine_all[W], -1, 1))[..., None]
         _over(sub, iris, iris_rgb * (0.6 if plastic else 1.0))
-        _over(sub, _inside(_ellipse_sd(u, v, icu, icv, ir * 0.45, ir * 0.45), aa) * inside, np.full(3, 0.03))
+        _over(sub, inside(_ellipse_sd(u, v, icu, icv, ir * 0.45, ir * 0.45), aa) * in_eye, np.full(3, 0.03))
         if not plastic:
-            glint = _inside(_ellipse_sd(u, v, icu + ir * 0.35, icv - ir * 0.35, ir * 0.22, ir * 0.22), aa) * inside
+            glint = inside(_ellipse_sd(u, v, icu + ir * 0.35, icv - ir * 0.35, ir * 0.22, ir * 0.22), aa) * in_eye
             _over(sub, glint * 0.9, np.full(3, 1.0))
         # upper lid line (lashes), stronger with makeup; a crease above
-        lid = _inside(np.abs(v - up + 0.006) - (0.012 if identity.makeup else 0.008), aa) * (np.abs(t) < 1.05)
+        lid = inside(np.abs(v - up + 0.006) - (0.012 if identity.makeup else 0.008), aa) * (np.abs(t) < 1.05)
         _over(sub, lid * 0.85, np.full(3, 0.06))
-        crease = _inside(np.abs(v - (cv_ - eh * 1.9 * para - 0.02)) - 0.004, aa) * (np.abs(t) < 0.9)
+        crease = inside(np.abs(v - (cv_ - eh * 1.9 * para - 0.02)) - 0.004, aa) * (np.abs(t) < 0.9)
         _over(sub, crease * 0.25 * face_w, face_rgb_all[W] * 0.6)
         if identity.makeup and not plastic:
             shadow = _blob(u, v, cu, cv_ - eh * 1.6, ew, 0.04) * face_w
             _over(sub, shadow * 0.35, np.array([0.45, 0.3, 0.5], np.float32) * sh_w)
-        hole = _inside(_ellipse_sd(u, v, side * ex + fu, ey, 0.16, 0.085), aa)
+        hole = inside(_ellipse_sd(u, v, side * ex + fu, ey, 0.16, 0.085), aa)
         holes_all[W] = np.maximum(holes_all[W], hole)
         landmarks["eye_left" if side > 0 else "eye_right"] = tuple(map(float, fr.to_px(cu, cv_)))
 
@@ -628,7 +632,7 @@ def render_person(
         cu = fn + side * nw * 0.55
         W = fr.win(cu - 0.05, cu + 0.05, nose_v - 0.03, nose_v + 0.05)
         u, v = u_all[W], v_all[W]
-        nos = _inside(_ellipse_sd(u, v, cu, nose_v + 0.015, 0.032, 0.017), aa)
+        nos = inside(_ellipse_sd(u, v, cu, nose_v + 0.015, 0.032, 0.017), aa)
         _over(img[W], nos * 0.8 * face_all[W], skin * 0.3 * shf_all[W])
 
     # --- mouth
@@ -644,10 +648,10 @@ def render_person(
     gap = pose.mouth_open * 0.075 * np.sqrt(para)
     ut = identity.lip_full * 0.035 * np.sqrt(para) + 0.004
     lt = identity.lip_full * 0.05 * para**0.6 + 0.004
-    in_w = _inside(np.abs(u - fm) - mw, aa)
-    upper = _inside(np.maximum(yc - gap / 2 - ut - v, v - (yc - gap / 2)), aa) * in_w
-    inner = _inside(np.maximum(yc - gap / 2 - v, v - (yc + gap / 2)), aa) * in_w
-    lower = _inside(np.maximum(yc + gap / 2 - v, v - (yc + gap / 2 + lt)), aa) * in_w
+    in_w = inside(np.abs(u - fm) - mw, aa)
+    upper = inside(np.maximum(yc - gap / 2 - ut - v, v - (yc - gap / 2)), aa) * in_w
+    inner = inside(np.maximum(yc - gap / 2 - v, v - (yc + gap / 2)), aa) * in_w
+    lower = inside(np.maximum(yc + gap / 2 - v, v - (yc + gap / 2 + lt)), aa) * in_w
     lip = np.asarray(identity.lip_color, np.float32)
     lip_rgb = lip * sh_w + (sp_w * (1.5 if identity.makeup or plastic else 0.8))[..., None]
     _over(sub, upper * face_w, lip_rgb * 0.9)
@@ -657,12 +661,12 @@ def render_person(
         teeth = inner * (v < yc - gap / 2 + gap * 0.45)
         _over(sub, teeth * face_w, np.array([0.9, 0.88, 0.8], np.float32) * sh_w)
     else:
-        line = _inside(np.abs(v - yc) - 0.004, aa) * in_w
+        line = inside(np.abs(v - yc) - 0.004, aa) * in_w
         _over(sub, line * face_w * 0.7, lip * 0.35)
     if body.mustache and not plastic:
-        must = _inside(np.maximum(np.abs(v - (yc - ut - 0.04)) - 0.028, np.abs(u - fm) - mw * 1.05), aa)
+        must = inside(np.maximum(np.abs(v - (yc - ut - 0.04)) - 0.028, np.abs(u - fm) - mw * 1.05), aa)
         _over(sub, must * face_w * 0.9, hair_color * (0.78 + 0.22 * strands_all[W][..., None]) * sh_w)
-    hole = _inside(_ellipse_sd(u, v, fm, mv, mw * 1.15, 0.075 + pose.mouth_open * 0.0375), aa)
+    hole = inside(_ellipse_sd(u, v, fm, mv, mw * 1.15, 0.075 + pose.mouth_open * 0.0375), aa)
     holes_all[W] = np.maximum(holes_all[W], hole)
     landmarks["nose"] = tuple(map(float, fr.to_px(fn, nose_v)))
     landmarks["mouth"] = tuple(map(float, fr.to_px(fm, mv)))
@@ -677,11 +681,11 @@ def render_person(
         if body.fringe > 0:
             jag = 0.025 * np.sin(u * 45.0) + 0.02 * strands
             hairline = hairline + body.fringe * 0.3 * np.clip(1 - (u / (a * 0.95)) ** 2, 0, 1) + jag
-        top = _inside(np.maximum(v - hairline, head) + 0.01 * strands, aa)
+        top = inside(np.maximum(v - hairline, head) + 0.01 * strands, aa)
         _over(img[W], top * (0.75 if body.hair_style == "buzz" else 1.0), hair_lit[W])
         top_all[W] = top
     else:
-        sides = _inside(np.maximum(_ellipse_sd(u, v, 0.0, head_c, a * 1.06, 1.0), np.abs(u) - a * 0.85), aa)
+        sides = inside(np.maximum(_ellipse_sd(u, v, 0.0, head_c, a * 1.06, 1.0), np.abs(u) - a * 0.85), aa)
         sides = sides * (np.abs(u) > a * 0.85) * (v > -0.45) * (v < 0.1)
         _over(img[W], sides * 0.8, hair_lit[W])
     if body.glasses and not plastic:
@@ -691,11 +695,11 @@ def render_person(
         for side in (-1, 1):
             cu = side * ex + fu
             box = np.maximum(np.abs(u - cu) - 0.15, np.abs(v - ey) - 0.08) - 0.03
-            rim = _inside(np.abs(box) - 0.008, aa)
+            rim = inside(np.abs(box) - 0.008, aa)
             _over(img[W], rim, frame_col)
-            lens = _inside(box, aa) * (1 - rim)
+            lens = inside(box, aa) * (1 - rim)
             img[W] += (lens * 0.06 * np.clip(1 - (v - ey + 0.1) * 4, 0, 1))[..., None]
-        bridge = _inside(np.maximum(np.abs(v - ey + 0.03) - 0.007, np.abs(u - fu) - (ex - 0.18)), aa)
+        bridge = inside(np.maximum(np.abs(v - ey + 0.03) - 0.007, np.abs(u - fu) - (ex - 0.18)), aa)
         _over(img[W], bridge, frame_col)
 
     head_alpha = np.clip(face_all + top_all + ears_all + back_all * (v_all < 0.4), 0, 1)

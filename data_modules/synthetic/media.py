@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .faces import _inside
+from .faces import inside
 from .scene import Illumination
 
 __all__ = ["Medium", "draw_medium", "placement", "map_points", "map_box", "draw_fingers"]
@@ -238,8 +238,8 @@ def _geometry(m: Medium, H, out_h: int, out_w: int, ss: int, illum: Illumination
         aa=aa,
         extra=extra,
         ys=(ys * np.ones((1, ws))).astype(np.float32),
-        alpha=_inside(_rrect_sd(mx, my, m.outer, m.radius), aa),
-        in_img=_inside(_rrect_sd(mx, my, (0.0, 0.0, float(wc), float(hc)), 0.0), aa),
+        alpha=inside(_rrect_sd(mx, my, m.outer, m.radius), aa),
+        in_img=inside(_rrect_sd(mx, my, (0.0, 0.0, float(wc), float(hc)), 0.0), aa),
     )
     return g
 
@@ -301,15 +301,15 @@ def _screen_static(m: Medium, mx, my, illum: Illumination, aa: float) -> tuple[n
     # the sub-pixels' own soft edge, widened a little by the sample footprint (a sensor pixel integrates over its
     # area); sampling stays close to point-like, so grids finer than the camera's pixels alias into moiré
     edge = max(0.07, 0.35 * aa)
-    row = _inside(np.abs(fy - 0.5) - m.row_fill / 2, edge)
-    pattern = np.stack([_inside(np.abs(fx - (i + 0.5) / 3) - m.fill / 6, edge) for i in range(3)], axis=-1)
+    row = inside(np.abs(fy - 0.5) - m.row_fill / 2, edge)
+    pattern = np.stack([inside(np.abs(fx - (i + 0.5) / 3) - m.fill / 6, edge) for i in range(3)], axis=-1)
     pattern = pattern * (row / (m.fill / 3 * m.row_fill))[..., None]
     bez = np.asarray(m.bezel, np.float32) * _irradiance(m, mx, my, illum)
     x0, y0, x1, y1 = m.outer
     rim = np.exp(-((_rrect_sd(mx, my, m.outer, m.radius) / (0.006 * (x1 - x0 + y1 - y0))) ** 2))
     bez = bez + (0.15 * rim * (illum.light.key + illum.light.ambient))[..., None]
     if m.camera_dot:
-        dot = _inside(np.hypot(mx - (x0 + x1) / 2, my - (y0 + (0 - y0) / 2)) - 0.012 * (x1 - x0), 0.5)
+        dot = inside(np.hypot(mx - (x0 + x1) / 2, my - (y0 + (0 - y0) / 2)) - 0.012 * (x1 - x0), 0.5)
         bez = bez * (1 - dot[..., None]) + dot[..., None] * 0.02
     return pattern.astype(np.float32), bez.astype(np.float32)
 
@@ -369,7 +369,7 @@ def draw_fingers(
     ux, uy = (qx - cx) / max(unit, 1e-6), (qy - cy) / max(unit, 1e-6)
     along = (xx - cx) * ux + (yy - cy) * uy
     across = (xx - cx) * uy - (yy - cy) * ux
-    palm = _inside((np.sqrt((along / (2.2 * unit)) ** 2 + (across / (1.9 * unit)) ** 2) - 1) * 1.9 * unit, 1.0)
+    palm = inside((np.sqrt((along / (2.2 * unit)) ** 2 + (across / (1.9 * unit)) ** 2) - 1) * 1.9 * unit, 1.0)
     if alpha is not None:
         palm = palm * (1 - alpha)
     _blend(rgb, palm, tone * 0.85)
@@ -378,7 +378,7 @@ def draw_fingers(
     vx, vy = bx - ax, by - ay
     tt = np.clip(((xx - ax) * vx + (yy - ay) * vy) / max(vx * vx + vy * vy, 1e-6), 0, 1)
     d = np.hypot(xx - ax - tt * vx, yy - ay - tt * vy) - rad
-    thumb = _inside(d, 1.0)
+    thumb = inside(d, 1.0)
     _blend(rgb, thumb, tone * (0.8 + 0.25 * np.clip(-d / rad, 0, 1))[..., None])
     return rgb
 

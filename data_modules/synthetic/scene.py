@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .faces import Light, _lowfreq, _noise, fast_normal
+from .faces import Light, fast_normal, lowfreq, noise
 
 __all__ = ["CameraProfile", "Illumination", "render_background", "sample_light", "capture"]
 
@@ -99,7 +99,7 @@ def render_background(
     behind the subject."""
     yy = np.linspace(0, 1, h, dtype=np.float32)[:, None]
     xx = np.linspace(0, 1, w, dtype=np.float32)[None, :]
-    tex = _lowfreq(rng, h, w, 5)
+    tex = lowfreq(rng, h, w, 5)
     if environment == "indoor":
         wall = rng.choice(
             np.array(
@@ -147,7 +147,7 @@ def render_background(
         t = np.clip(yy / horizon, 0, 1)[..., None]
         img = (sky_top * (1 - t) + sky_low * t) * np.ones((1, w, 1), np.float32)
         if rng.random() < 0.5:  # clouds
-            clouds = np.clip(_lowfreq(rng, h, w, 8) - 0.3, 0, 1)[..., None] * (yy < horizon)[..., None]
+            clouds = np.clip(lowfreq(rng, h, w, 8) - 0.3, 0, 1)[..., None] * (yy < horizon)[..., None]
             img = img + 0.35 * clouds
         ground = rng.choice(np.array([[0.3, 0.5, 0.22], [0.45, 0.45, 0.43], [0.55, 0.48, 0.35]], np.float32))
         g = ground * (0.8 + 0.1 * tex)[..., None]
@@ -163,14 +163,14 @@ def render_background(
         for _ in range(int(rng.integers(1, 5))):  # trees: leafy blobs
             cx, cy = rng.uniform(0, 1), horizon - rng.uniform(0.0, 0.25)
             r = rng.uniform(0.06, 0.18)
-            blob = (((xx - cx) / r) ** 2 + ((yy - cy) / (r * 1.2)) ** 2 + 0.25 * _lowfreq(rng, h, w, 10)) < 1
+            blob = (((xx - cx) / r) ** 2 + ((yy - cy) / (r * 1.2)) ** 2 + 0.25 * lowfreq(rng, h, w, 10)) < 1
             leaf = np.array([0.15, 0.35, 0.12], np.float32) * rng.uniform(0.7, 1.3)
             img = np.where(blob[..., None], leaf * (0.85 + 0.15 * tex[..., None]), img)
         if backlit:
             img = img * 1.15 + 0.1
     else:
         raise ValueError(f"unknown environment {environment!r}; valid: indoor, outdoor")
-    img = img * (1 + 0.02 * _noise(rng, h, w, 1.0)[..., None])
+    img = img * (1 + 0.02 * noise(rng, h, w, 1.0)[..., None])
     return img.astype(np.float32)
 
 

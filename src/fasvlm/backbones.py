@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import nn
+
+from fasvlm.data_modules.transforms import CLIP_MEAN, CLIP_STD, ImageSpec
 
 __all__ = [
     "BackboneNotFoundError",
@@ -47,8 +48,6 @@ __all__ = [
     "is_preset",
 ]
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -112,15 +111,6 @@ _ALL_PRESETS = {"resnet": RESNET_PRESETS, "vision": VISION_PRESETS, "causal_lm":
 
 class BackboneNotFoundError(OSError):
     """A backbone name is neither a preset, nor a local directory, nor reachable on the hub."""
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """What the data transforms need from a vision backbone: input size and normalisation."""
-
-    size: int
-    mean: tuple[float, float, float] = CLIP_MEAN
-    std: tuple[float, float, float] = CLIP_STD
 
 
 def is_preset(kind: str, name: str) -> bool:

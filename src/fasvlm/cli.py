@@ -8,7 +8,8 @@ One run directory holds everything of a run (``trainer.default_root_dir``, by de
     <run>/val_metrics.json, <run>/test_metrics.json
 
 Tool subcommands are dispatched before LightningCLI parses anything: ``fasvlm synth``, ``prepare``, ``caption``,
-``bench``, ``export``.
+``bench``, ``export``; ``fasvlm predict --model ... --input ...`` scores files (:mod:`fasvlm.tools.predict`), while
+``fasvlm predict --config ...`` is LightningCLI's predict on a dataset config.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ __all__ = ["main", "TOOLS"]
 TOOLS: dict[str, tuple[str, str]] = {
     "synth": ("fasvlm.data_modules.synthetic.cli:main", "generate synthetic FAS data in the official layouts"),
     "prepare": ("fasvlm.data_modules.prepare:main", "index a dataset release, sample frames, crop faces -> manifest"),
-    "caption": ("fasvlm.tools.caption:main", "spoof-aware captioning (SCF) and instruction data"),
+    "caption": ("fasvlm.captioning.cli:main", "spoof-aware captioning (SCF) and instruction data"),
     "bench": ("fasvlm.tools.bench:main", "measure FLOPs, throughput and MFU of a config"),
     "export": ("fasvlm.tools.export:main", "export trainable weights (safetensors + config) / convert DeepSpeed checkpoints"),
+    "demo": ("fasvlm.tools.demo:main", "Gradio app: upload an image or a short video, see the decision"),
 }
 
 _DESCRIPTION = "fasvlm: vision-language face anti-spoofing with PyTorch Lightning.\n\nTool subcommands:\n" + "\n".join(
@@ -202,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in TOOLS:
         return _run_tool(args[0], args[1:])
+    if args and args[0] == "predict" and any(a.split("=")[0] in ("--model", "--input") for a in args[1:]):
+        # file mode (a user's own images and videos); `fasvlm predict --config ...` stays LightningCLI's
+        from fasvlm.tools.predict import main as predict_files
+
+        return predict_files(args[1:])
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     from fasvlm.callbacks.data import DataHealthCallback

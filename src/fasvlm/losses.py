@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["IGNORE_INDEX", "lm_loss_terms", "lopsided_lm_loss", "standard_lm_loss"]
+__all__ = ["IGNORE_INDEX", "lm_loss_terms", "lopsided", "lopsided_lm_loss", "standard_lm_loss"]
 
 IGNORE_INDEX = -100
 
@@ -50,6 +50,17 @@ def lm_loss_terms(logits: torch.Tensor, labels: torch.Tensor, judgment_mask: tor
             "all": _mean(ce, torch.ones_like(judg))}
 
 
+def lopsided(terms: dict[str, torch.Tensor], alpha: float) -> torch.Tensor:
+    """The Lopsided combination α · judgment + (1 − α) · interpretation of :func:`lm_loss_terms`' terms.
+
+    The one place the formula is written: :func:`lopsided_lm_loss` and the I-FAS system (single-task and the judgment
+    rows of multi-task batches) call it.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    return alpha * terms["judgment"] + (1.0 - alpha) * terms["interpretation"]
+
+
 def lopsided_lm_loss(logits: torch.Tensor, labels: torch.Tensor, judgment_mask: torch.Tensor,
                      alpha: float = 0.7) -> torch.Tensor:
     """α · mean CE over judgment tokens + (1 − α) · mean CE over the other labelled tokens (empty term = 0).
@@ -57,10 +68,7 @@ def lopsided_lm_loss(logits: torch.Tensor, labels: torch.Tensor, judgment_mask: 
     logits (B, T, V), labels (B, T) with -100 ignored, judgment_mask (B, T) bool marking judgment tokens among the
     labelled ones. Logits and labels are shifted inside for a causal LM: ``logits[:, t]`` predicts ``labels[:, t+1]``.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-    terms = lm_loss_terms(logits, labels, judgment_mask)
-    return alpha * terms["judgment"] + (1.0 - alpha) * terms["interpretation"]
+    return lopsided(lm_loss_terms(logits, labels, judgment_mask), alpha)
 
 
 def standard_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Face anti-spoofing metrics: the field's shared code, reproduced exactly, and an honest fixed-threshold mode.
 
-Convention (DESIGN.md, "Scores and labels"): ``label 1 = attack`` and ``score = P(attack)``. ``positive="live"`` gives
+Convention (docs/design.md, "Contracts"): ``label 1 = attack`` and ``score = P(attack)``. ``positive="live"`` gives
 the FLIP convention (label' = 1 - label, score' = 1 - score, applied per frame before video averaging); it changes
 only TPR@FPR and which side of a threshold is "positive" (reference notes §4.2).
 

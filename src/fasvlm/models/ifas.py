@@ -28,7 +28,7 @@ from torch import nn
 
 from fasvlm.backbones import load_causal_lm, load_tokenizer, load_vision_encoder
 from fasvlm.models.layers import Block
-from fasvlm.text.prompts import NO, QUESTION, YES, AnswerTokens, IFASPrompt
+from fasvlm.text.prompts import ANSWER_SEPARATOR, NO, QUESTION, YES, AnswerTokens, IFASPrompt, split_judgment
 
 __all__ = ["GlobalAwareConnector", "IFAS", "IFASLMOutput", "LLMMode", "ScoreMode"]
 
@@ -126,6 +126,8 @@ class IFAS(nn.Module):
         vcfg = self.vision.config
         self.tokenizer = load_tokenizer(llm, "causal_lm")
         self.prompt = IFASPrompt(self.tokenizer, question=question, max_answer_tokens=max_answer_tokens)
+        self.max_answer_tokens = max_answer_tokens
+        self._prompts: dict[str, IFASPrompt] = {}  # per conversation question
 
         self.llm = load_causal_lm(llm, torch_dtype=_DTYPES[llm_dtype])
         if llm_mode == "frozen":
@@ -244,7 +246,7 @@ class IFAS(nn.Module):
                               answers.judgment_mask.to(device) & mask], 1)
         return embeds, attention, labels, judgment
 
-    def _llm_logits(self, embeds: torch.Tensor, attention: torch.Tensor, keep: int) -> torch.Tensor:
+    def llm_logits(self, embeds: torch.Tensor, attention: torch.Tensor, keep: int) -> torch.Tensor:
         """Logits of the last ``keep`` positions (B, keep, V); the LM head runs only there when the LLM allows it."""
         if self._keep_logits:
             return self.llm(inputs_embeds=embeds, attention_mask=attention, logits_to_keep=keep, use_cache=False).logits
@@ -254,8 +256,81 @@ class IFAS(nn.Module):
         """Teacher-forced forward over prompt + answers; logits only over the answer part (see IFASLMOutput)."""
         embeds, attention, labels, judgment = self.build_inputs(self.encode_image(pixel_values), answers)
         keep = labels.shape[1] - self.prompt_length + 1  # positions P-1 .. P+A-1
-        logits = self._llm_logits(embeds, attention, keep)  # (B, 1+A, V)
+        logits = self.llm_logits(embeds, attention, keep)  # (B, 1+A, V)
         return IFASLMOutput(logits=logits, labels=labels[:, -keep:], judgment_mask=judgment[:, -keep:])
+
+    # ------------------------------------------------------------------------------------------------------------
+    # conversations (multi-task training: one question per sample)
+
+    def prompt_for(self, question: str) -> IFASPrompt:
+        """The token ids of the I-FAS prompt with ``question`` (cached per question)."""
+        prompt = self._prompts.get(question)
+        if prompt is None:
+            prompt = IFASPrompt(self.tokenizer, question=question,
+                                max_answer_tokens=self.max_answer_tokens)
+            if len(self._prompts) < 10_000:
+                self._prompts[question] = prompt
+        return prompt
+
+    def conversation_tokens(self, questions: list[str], answers: list[str]) -> list[tuple[list[int], list[int], int]]:
+        """Per sample: the prompt tokens after the image (its question + " ASSISTANT:"), the answer tokens (truncated
+        to ``max_answer_tokens``, EOS last) and the judgment span length (0 for answers without a judgment).
+
+        A judgment answer is tokenised exactly as the single-task answers (``IFASPrompt.answer_ids``); any other
+        answer is " " + its text + EOS.
+        """
+        out = []
+        for i, (question, answer) in enumerate(zip(questions, answers)):
+            prompt = self.prompt_for(question)
+            judgment, rest = split_judgment(answer)
+            if judgment is not None:
+                ids, n_judg = prompt.answer_ids(judgment, rest)
+                suffix = prompt.suffix_ids
+            else:
+                shared = len(prompt.encode(ANSWER_SEPARATOR + YES)) - len(prompt.judgment_ids[YES])
+                suffix = prompt.suffix_ids[: len(prompt.suffix_ids) - shared]
+                eos = [] if prompt.eos_id is None else [prompt.eos_id]
+                ids, n_judg = (list(prompt.encode(ANSWER_SEPARATOR + rest)) + eos)[: self.max_answer_tokens], 0
+            if not ids:
+                raise ValueError(f"conversation sample {i}: answer {answer!r} has no token to supervise")
+            out.append((list(suffix), ids, n_judg))
+        return out
+
+    def conversation_forward(self, pixel_values: torch.Tensor, questions: list[str], answers: list[str]):
+        """Teacher-forced forward of [prefix][visual][question_i ASSISTANT:][answer_i], right-padded per row.
+
+        Returns logits (B, 1+T, V) over the positions from the last visual token on, labels and judgment mask
+        (B, 1+T) aligned with them (-100 / False on prompt and padding positions), and which rows hold a judgment.
+        """
+        model = self
+        rows = self.conversation_tokens(questions, answers)
+        visual = model.encode_image(pixel_values)  # (B, M+L, D)
+        b, device = visual.shape[0], visual.device
+        width = max(len(s) + len(a) for s, a, _ in rows)
+        pad = model.prompt.pad_id
+        ids = torch.full((b, width), pad, dtype=torch.long)
+        mask = torch.zeros((b, width), dtype=torch.bool)
+        labels = torch.full((b, width), -100, dtype=torch.long)
+        judgment = torch.zeros((b, width), dtype=torch.bool)
+        for i, (suffix, answer, n_judg) in enumerate(rows):
+            n_s, n = len(suffix), len(suffix) + len(answer)
+            ids[i, :n] = torch.tensor(suffix + answer)
+            mask[i, :n] = True
+            labels[i, n_s:n] = torch.tensor(answer)
+            judgment[i, n_s:n_s + n_judg] = True
+        ids, mask, labels, judgment = (t.to(device) for t in (ids, mask, labels, judgment))
+        embed = model.llm.get_input_embeddings()
+        prefix = embed(model.prefix_ids).expand(b, -1, -1)
+        embeds = torch.cat([prefix, visual.to(prefix.dtype), embed(ids)], 1)  # (B, P0+M+L+T, D)
+        attention = torch.cat([torch.ones(b, prefix.shape[1] + visual.shape[1], dtype=torch.long, device=device),
+                               mask.long()], 1)
+        keep = width + 1  # the last visual position predicts the first tail token
+        logits = model.llm_logits(embeds, attention, keep)  # (B, 1+T, V)
+        col = torch.full((b, 1), -100, dtype=torch.long, device=device)
+        labels = torch.cat([col, labels], 1)
+        judgment = torch.cat([torch.zeros((b, 1), dtype=torch.bool, device=device), judgment], 1)
+        has_judgment = torch.tensor([n > 0 for _, _, n in rows], device=device)
+        return logits, labels, judgment, has_judgment
 
     # ------------------------------------------------------------------------------------------------------------
     # scoring
@@ -280,7 +355,7 @@ class IFAS(nn.Module):
     def first_answer_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """One forward over the prompt only: logits at the first answer position (B, V)."""
         embeds, attention, _, _ = self.build_inputs(self.encode_image(pixel_values))
-        return self._llm_logits(embeds, attention, 1)[:, -1]
+        return self.llm_logits(embeds, attention, 1)[:, -1]
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Inference: P(attack) (B,) in one forward pass, no generation."""
@@ -326,7 +401,7 @@ class IFAS(nn.Module):
         the interpretation generated after that judgment (greedy)."""
         visual = self.encode_image(pixel_values)
         embeds, attention, _, _ = self.build_inputs(visual)
-        first = self._llm_logits(embeds, attention, 1)[:, -1]  # (B, V)
+        first = self.llm_logits(embeds, attention, 1)[:, -1]  # (B, V)
         scores = self.attack_score(first)
         p_yes, p_no = self.judgment_probs(first)
         judgments = [YES if y >= n else NO for y, n in zip(p_yes.tolist(), p_no.tolist())]

@@ -494,9 +494,9 @@ class InstructFLIP(nn.Module):
         return out
 
     def losses(self, batch: dict, style_kinds: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Training objective on a batch (contract in DESIGN.md). ``style_kinds`` (B,) global question ids of each
-        sample's style question (None: the evaluation question). Returns each active term, unweighted
-        (``content``, ``style``, ``cls``, ``cue``; the system weighs them), plus ``logits`` (B, 2)."""
+        """Training objective on a batch (the batch contract of data_modules/datamodule.py). ``style_kinds`` (B,)
+        global question ids of each sample's style question (None: the evaluation question). Returns each active term,
+        unweighted (``content``, ``style``, ``cls``, ``cue``; the system weighs them), plus ``logits`` (B, 2)."""
         label = batch["label"]
         b = label.shape[0]
         if style_kinds is None:

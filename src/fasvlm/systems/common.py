@@ -1,6 +1,6 @@
 """Pure helpers shared by the systems: optimiser and schedule, trainable-only checkpoints, batch conventions.
 
-No base class: each system calls these functions itself (STYLE.md, "no implementation inheritance").
+No base class: each system calls these functions itself (docs/design.md, "Models and systems").
 """
 
 from __future__ import annotations
@@ -90,5 +90,5 @@ def drop_frozen(state: dict[str, Any], prefixes: Iterable[str]) -> dict[str, Any
 
 
 def eval_output(scores: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
-    """What validation/test steps return to the metrics callback: P(attack) and labels (contract in DESIGN.md)."""
+    """What validation/test steps return to the metrics callback: P(attack) and labels (docs/design.md, "Contracts")."""
     return {"scores": scores.detach().float(), "labels": batch["label"].detach()}

@@ -6,7 +6,7 @@ table or the templates of ``fasvlm.text.prompts``), the loss, optimisation, logg
 
 - ``training_step``: Lopsided LM loss (α = 0.7) or the standard LM loss; logs ``train/loss``, ``train/judgment``,
   ``train/interpretation``. Conversation batches (``questions`` + ``answers``, from
-  ``fasvlm.text.conversations.ConversationDataModule``) train multi-task: each sample gets its own question in the
+  ``fasvlm.data_modules.conversations.ConversationDataModule``) train multi-task: each sample gets its own question in the
   chat template; answers that start with a judgment ("Yes"/"No") take the Lopsided LM loss (judgment span exactly as
   in the single-task answers), the others the standard LM loss over their answer tokens; the batch loss is the
   sample-weighted mean of the two groups (``conversation_loss``), and logs ``train/judgment_fraction`` and
@@ -15,13 +15,12 @@ table or the templates of ``fasvlm.text.prompts``), the loss, optimisation, logg
   from the same forward pass (the logits at the first answer position depend on the prompt only).
 - ``test_step``: P(attack) in one forward pass, no generation.
 - ``predict_step``: per image ``sample_id``, ``score`` (P(attack)), ``judgment``, ``explanation`` (greedy generation);
-  ``IFASExplanationWriter`` writes them as JSONL.
+  ``fasvlm.callbacks.predictions.PredictionsWriter`` writes them as JSONL.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -30,37 +29,19 @@ import lightning as L
 import torch
 
 from fasvlm.backbones import ImageSpec, image_spec
-from fasvlm.callbacks.predictions import PredictionsWriter
-from fasvlm.losses import lm_loss_terms
+from fasvlm.losses import lm_loss_terms, lopsided
 from fasvlm.models.ifas import IFAS, DType, LLMMode, ScoreMode
 from fasvlm.systems.common import SchedulerName, configure_adamw, eval_output
 from fasvlm.text.prompts import (
-    ANSWER_SEPARATOR,
-    NO,
     QUESTION,
-    YES,
-    IFASPrompt,
     batch_captions,
     interpretation_for,
     judgment_for,
     load_captions,
+    split_judgment,
 )
 
-__all__ = ["IFASSystem", "IFASExplanationWriter", "write_explanations", "split_judgment"]
-
-_JUDGMENT_START = re.compile(rf"^\s*({YES}|{NO})\b")
-
-
-def split_judgment(answer: str) -> tuple[str | None, str]:
-    """("Yes"|"No", the rest) when an answer starts with the judgment word, else (None, the answer).
-
-    "No. This is a poster" -> ("No", ". This is a poster"); "Nothing ..." and "yes ..." are not judgments.
-    """
-    m = _JUDGMENT_START.match(answer)
-    if m is None:
-        return None, answer.strip()
-    return m.group(1), answer[m.end():].rstrip()
-
+__all__ = ["IFASSystem", "write_explanations", "split_judgment"]
 
 class IFASSystem(L.LightningModule):
     """I-FAS (frozen CLIP → GAC → LLM) trained as VQA with the Lopsided LM loss.
@@ -134,7 +115,6 @@ class IFASSystem(L.LightningModule):
         self.strict_loading = False  # checkpoints hold trainable weights only (state_dict below)
         self._captions: dict[str, str] | None = None
         self._missing_captions_warned = False
-        self._prompts: dict[str, IFASPrompt] = {}  # per conversation question
 
     # ------------------------------------------------------------------------------------------------------------
     # answers
@@ -165,79 +145,10 @@ class IFASSystem(L.LightningModule):
     # ------------------------------------------------------------------------------------------------------------
     # conversations (multi-task)
 
-    def _prompt(self, question: str) -> IFASPrompt:
-        prompt = self._prompts.get(question)
-        if prompt is None:
-            prompt = IFASPrompt(self.model.tokenizer, question=question,
-                                max_answer_tokens=self.hparams.max_answer_tokens)
-            if len(self._prompts) < 10_000:
-                self._prompts[question] = prompt
-        return prompt
-
-    def conversation_tokens(self, questions: list[str], answers: list[str]) -> list[tuple[list[int], list[int], int]]:
-        """Per sample: the prompt tokens after the image (its question + " ASSISTANT:"), the answer tokens (truncated
-        to ``max_answer_tokens``, EOS last) and the judgment span length (0 for answers without a judgment).
-
-        A judgment answer is tokenised exactly as the single-task answers (``IFASPrompt.answer_ids``); any other
-        answer is " " + its text + EOS.
-        """
-        out = []
-        for i, (question, answer) in enumerate(zip(questions, answers)):
-            prompt = self._prompt(question)
-            judgment, rest = split_judgment(answer)
-            if judgment is not None:
-                ids, n_judg = prompt.answer_ids(judgment, rest)
-                suffix = prompt.suffix_ids
-            else:
-                shared = len(prompt.encode(ANSWER_SEPARATOR + YES)) - len(prompt.judgment_ids[YES])
-                suffix = prompt.suffix_ids[: len(prompt.suffix_ids) - shared]
-                eos = [] if prompt.eos_id is None else [prompt.eos_id]
-                ids, n_judg = (list(prompt.encode(ANSWER_SEPARATOR + rest)) + eos)[: self.hparams.max_answer_tokens], 0
-            if not ids:
-                raise ValueError(f"conversation sample {i}: answer {answer!r} has no token to supervise")
-            out.append((list(suffix), ids, n_judg))
-        return out
-
-    def conversation_forward(self, pixel_values: torch.Tensor, questions: list[str], answers: list[str]):
-        """Teacher-forced forward of [prefix][visual][question_i ASSISTANT:][answer_i], right-padded per row.
-
-        Returns logits (B, 1+T, V) over the positions from the last visual token on, labels and judgment mask
-        (B, 1+T) aligned with them (-100 / False on prompt and padding positions), and which rows hold a judgment.
-        """
-        model = self.model
-        rows = self.conversation_tokens(questions, answers)
-        visual = model.encode_image(pixel_values)  # (B, M+L, D)
-        b, device = visual.shape[0], visual.device
-        width = max(len(s) + len(a) for s, a, _ in rows)
-        pad = model.prompt.pad_id
-        ids = torch.full((b, width), pad, dtype=torch.long)
-        mask = torch.zeros((b, width), dtype=torch.bool)
-        labels = torch.full((b, width), -100, dtype=torch.long)
-        judgment = torch.zeros((b, width), dtype=torch.bool)
-        for i, (suffix, answer, n_judg) in enumerate(rows):
-            n_s, n = len(suffix), len(suffix) + len(answer)
-            ids[i, :n] = torch.tensor(suffix + answer)
-            mask[i, :n] = True
-            labels[i, n_s:n] = torch.tensor(answer)
-            judgment[i, n_s:n_s + n_judg] = True
-        ids, mask, labels, judgment = (t.to(device) for t in (ids, mask, labels, judgment))
-        embed = model.llm.get_input_embeddings()
-        prefix = embed(model.prefix_ids).expand(b, -1, -1)
-        embeds = torch.cat([prefix, visual.to(prefix.dtype), embed(ids)], 1)  # (B, P0+M+L+T, D)
-        attention = torch.cat([torch.ones(b, prefix.shape[1] + visual.shape[1], dtype=torch.long, device=device),
-                               mask.long()], 1)
-        keep = width + 1  # the last visual position predicts the first tail token
-        logits = model._llm_logits(embeds, attention, keep)  # (B, 1+T, V)
-        col = torch.full((b, 1), -100, dtype=torch.long, device=device)
-        labels = torch.cat([col, labels], 1)
-        judgment = torch.cat([torch.zeros((b, 1), dtype=torch.bool, device=device), judgment], 1)
-        has_judgment = torch.tensor([n > 0 for _, _, n in rows], device=device)
-        return logits, labels, judgment, has_judgment
-
     def conversation_loss(self, batch: dict) -> dict[str, torch.Tensor]:
         """Multi-task loss: Lopsided (or standard, per ``loss``) over the judgment rows, standard LM loss over the
         other rows, weighted by their numbers of samples."""
-        logits, labels, judgment, has_j = self.conversation_forward(batch["pixel_values"], list(batch["questions"]),
+        logits, labels, judgment, has_j = self.model.conversation_forward(batch["pixel_values"], list(batch["questions"]),
                                                                     list(batch["answers"]))
         b = len(has_j)
         zero = logits.sum() * 0.0
@@ -246,8 +157,7 @@ class IFASSystem(L.LightningModule):
         loss = zero
         if has_j.any():
             t = lm_loss_terms(logits[has_j], labels[has_j], judgment[has_j])
-            a = self.hparams.alpha
-            group = a * t["judgment"] + (1.0 - a) * t["interpretation"] if self.hparams.loss == "lopsided" else t["all"]
+            group = lopsided(t, self.hparams.alpha) if self.hparams.loss == "lopsided" else t["all"]
             terms["judgment"], terms["interpretation"] = t["judgment"], t["interpretation"]
             loss = loss + group * has_j.sum() / b
         if (~has_j).any():
@@ -270,11 +180,7 @@ class IFASSystem(L.LightningModule):
             return terms, scores
         out = self.model.lm_forward(batch["pixel_values"], self.answers(batch))
         terms = lm_loss_terms(out.logits, out.labels, out.judgment_mask)
-        if self.hparams.loss == "lopsided":
-            a = self.hparams.alpha
-            terms["loss"] = a * terms["judgment"] + (1.0 - a) * terms["interpretation"]
-        else:
-            terms["loss"] = terms["all"]
+        terms["loss"] = lopsided(terms, self.hparams.alpha) if self.hparams.loss == "lopsided" else terms["all"]
         return terms, self.model.attack_score(out.logits[:, 0])
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -342,14 +248,3 @@ def write_explanations(rows: list[dict[str, Any]], path: str | Path) -> Path:
         for row in rows:
             f.write(json.dumps(row) + "\n")
     return path
-
-
-class IFASExplanationWriter(PredictionsWriter):
-    """Writes ``predict_step`` rows (sample_id, domain, score, judgment, explanation) to ``output_path`` as JSONL.
-
-    The project's rank-aware :class:`~fasvlm.callbacks.predictions.PredictionsWriter` with an explicit path (``fasvlm
-    predict`` already writes ``<run>/predictions.jsonl`` through it); kept as the I-FAS-named entry point.
-    """
-
-    def __init__(self, output_path: str | Path):
-        super().__init__(str(output_path))

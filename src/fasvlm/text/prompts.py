@@ -24,12 +24,15 @@ attributes: ``compose_caption("pc", environment="indoor")`` →
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from fasvlm.data_modules.llava import IMAGE_TOKEN
 from fasvlm.data_modules.taxonomy import EXTRA_ATTACKS, check_attack
+from fasvlm.text.attacks import ATTACK_CAPTIONS
 
 __all__ = [
     "SYSTEM_PROMPT",
@@ -45,54 +48,18 @@ __all__ = [
     "compose_caption",
     "load_captions",
     "batch_captions",
+    "split_judgment",
+    "ANSWER_SEPARATOR",
     "AnswerTokens",
     "IFASPrompt",
 ]
 
 SYSTEM_PROMPT = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
                  "detailed, and polite answers to the user's questions.")
-IMAGE_TOKEN = "<image>"
 CHAT_TEMPLATE = SYSTEM_PROMPT + " USER: " + IMAGE_TOKEN + "\n{question} ASSISTANT:"
 QUESTION = "Is this photo of a real person?"
 YES, NO = "Yes", "No"
 ANSWER_SEPARATOR = " "  # between "ASSISTANT:" and the judgment
-
-# One phrase per taxonomy name (data_modules/taxonomy.py; tests/test_prompts.py checks that every name has one);
-# compose_caption appends the capture conditions.
-ATTACK_CAPTIONS: dict[str, str] = {
-    "live": "a real face of a person",
-    "photo": "a face printed on a photo, with flat paper texture and visible photo edges",
-    "poster": "a face printed on a poster, with halftone dots and a flat paper surface",
-    "a4": "a face printed on A4 paper, with paper texture and visible paper edges",
-    "face_mask": "a person wearing a 2D paper mask of a face",
-    "upper_body_mask": "a 2D paper cut-out of a face and upper body",
-    "region_mask": "a 2D paper mask with the eye and mouth regions cut out",
-    "pc": "a face replayed on a PC screen, with a visible moire pattern and screen bezel",
-    "pad": "a face replayed on a tablet screen, with a visible moire pattern and screen reflection",
-    "phone": "a face replayed on a phone screen, with a visible moire pattern and screen bezel",
-    "mask_3d": "a person wearing a 3D mask with a smooth surface and no skin pores",
-    "print": "a face printed on paper, with paper texture and flat lighting",
-    "cut_photo": "a printed photo of a face with the eye regions cut out",
-    "warped_photo": "a warped printed photo of a face, with a bent paper surface",
-    "replay": "a face replayed on a screen, with a visible moire pattern and screen glare",
-    "makeup": "a face with heavy makeup that disguises the identity of the person",
-    "partial_eye": "a face with a partial attack covering the eyes",
-    "partial_mouth": "a face with a partial attack covering the mouth",
-    "paper_glasses": "a face wearing paper glasses with printed eyes",
-    "funny_eye": "a face wearing funny-eye glasses with printed eyes",
-    "glasses": "a face wearing fake glasses that hide the eyes",
-    "tattoo": "a face with a fake tattoo drawn on the skin",
-    "mannequin": "a mannequin head with a lifeless plastic face",
-    "fake_head": "a fake head with an artificial skin surface",
-    "transparent_mask": "a person wearing a transparent plastic mask",
-    "plaster_mask": "a person wearing a white plaster mask",
-    "resin_mask": "a person wearing a rigid resin mask",
-    "silicone_mask": "a person wearing a flexible silicone mask",
-    "half_mask": "a person wearing a half mask that covers the lower part of the face",
-    "paper_mask": "a person wearing a paper mask of a face",
-    "wig": "a person wearing a wig and a face disguise",
-    "other": "a presentation attack on a face",
-}
 
 _ENVIRONMENT = {"indoor": "indoors", "outdoor": "outdoors"}
 _ILLUMINATION = {"normal": "under normal light", "strong": "under strong light", "back": "against back light",
@@ -252,3 +219,17 @@ class IFASPrompt:
             mask[i, : len(row)] = True
             judg[i, :n_judg] = True
         return AnswerTokens(ids=ids, mask=mask, judgment_mask=judg)
+
+
+_JUDGMENT_START = re.compile(rf"^\s*({YES}|{NO})\b")
+
+
+def split_judgment(answer: str) -> tuple[str | None, str]:
+    """("Yes"|"No", the rest) when an answer starts with the judgment word, else (None, the answer).
+
+    "No. This is a poster" -> ("No", ". This is a poster"); "Nothing ..." and "yes ..." are not judgments.
+    """
+    m = _JUDGMENT_START.match(answer)
+    if m is None:
+        return None, answer.strip()
+    return m.group(1), answer[m.end():].rstrip()

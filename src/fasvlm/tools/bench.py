@@ -4,7 +4,8 @@ Usage::
 
     fasvlm bench --config conf/ifas/tiny.yaml                     # CPU, tiny presets
     fasvlm bench --config conf/ifas/tiny.yaml --preset small      # ViT-S width encoder, OPT-125M
-    fasvlm bench --config conf/ifas/one_to_eleven.yaml --preset real --device cuda --precision bf16-mixed
+    fasvlm bench --config conf/ifas/paper.yaml --config conf/data/one_to_eleven.yaml --preset real \
+        --device cuda --precision bf16-mixed
 
 The config's model is built (``--preset`` swaps every backbone for a named preset with random weights, so no weights
 are needed), then ``--warmup`` and ``--steps`` training steps run through a Lightning ``Trainer`` (the real training

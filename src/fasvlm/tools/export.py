@@ -6,7 +6,11 @@ Two modes::
         -> exported/x/model.safetensors   the checkpoint's ``state_dict`` (the systems keep only trainable parameters
                                           and their buffers there; frozen backbones are referenced by id/path in
                                           the hyper-parameters and reloaded, never copied)
-           exported/x/config.json         class path, hyper-parameters, source checkpoint, tensor summary
+           exported/x/config.json         class path, hyper-parameters, source checkpoint, tensor summary,
+                                          preprocessing (size, mean, std, crop margin), decision threshold
+           exported/x/README.md           model card: method, training data and protocol, test metrics, use, limits
+           exported/x/model.onnx          with --onnx (LLM-free methods): float32 NCHW normalised input
+                                          ``pixel_values`` (dynamic batch) -> ``p_attack`` = P(attack)
 
     fasvlm export --deepspeed-dir runs/x/checkpoints/last.ckpt --out runs/x/last-fp32.ckpt
         -> a single-file Lightning checkpoint (fp32 ``state_dict`` + Lightning's client state: hyper-parameters, loops,
@@ -15,7 +19,8 @@ Two modes::
            DeepSpeed configs (``exclude_frozen_parameters: true``) the DeepSpeed checkpoint, and so the file, holds the
            trainable parameters only.
 
-``--ckpt`` also accepts a DeepSpeed checkpoint directory (converted in a temporary directory first).
+``--ckpt`` also accepts a DeepSpeed checkpoint directory (converted in a temporary directory first). Exported files are
+readable by the group and others (0644). ``fasvlm predict --model <export dir | model.onnx>`` scores files with them.
 
 Checkpoints are read with ``torch.load(..., weights_only=True)``: an exported or converted checkpoint may come from
 anywhere, and unpickling arbitrary objects would run arbitrary code. :func:`load_exported` rebuilds the
@@ -25,7 +30,6 @@ LightningModule from an export directory.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import sys
@@ -34,11 +38,13 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["main", "build_parser", "export_checkpoint", "convert_deepspeed", "load_checkpoint", "load_exported",
-           "EXPORT_FORMAT"]
+           "export_onnx", "EXPORT_FORMAT"]
 
 EXPORT_FORMAT = "fasvlm.export/1"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+CARD_FILE = "README.md"
+ONNX_FILE = "model.onnx"
 _DTYPES = ("keep", "float32", "bfloat16", "float16")
 
 
@@ -164,11 +170,141 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, dtype: str 
         },
         "notes": notes,
     }
+    config["preprocessing"] = _preprocessing(ckpt, class_path, hp)
+    config["threshold"] = _threshold(ckpt)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out_dir / WEIGHTS_FILE),
               metadata={"format": "pt", "fasvlm_format": EXPORT_FORMAT, "class_path": class_path or ""})
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=False) + "\n")
+    (out_dir / CARD_FILE).write_text(model_card(config, Path(source or ckpt_path)))
+    for name in (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE):
+        (out_dir / name).chmod(0o644)
     return config
+
+
+def _preprocessing(ckpt: dict[str, Any], class_path: str | None, hp: dict[str, Any]) -> dict[str, Any]:
+    """What a caller must do to an image before the model: the system's image spec and the training crop margin."""
+    from fasvlm.backbones import image_spec
+
+    if "vision" in hp:
+        spec = image_spec(str(hp["vision"]), image_size=hp.get("image_size"))
+    else:  # a system without a `vision` argument: ask the system itself
+        from fasvlm.systems import system_class
+
+        spec = system_class(class_path).image_spec if class_path else None
+        if spec is None or not hasattr(spec, "size"):
+            raise ValueError(f"cannot tell the input size and normalisation of {class_path}: no `vision` "
+                             "hyper-parameter")
+    margin = (ckpt.get("FASDataModule") or {}).get("margin", 0.2)
+    return {"size": int(spec.size), "mean": [float(v) for v in spec.mean], "std": [float(v) for v in spec.std],
+            "margin": float(margin), "layout": "float32 NCHW RGB, (pixel / 255 - mean) / std",
+            "crop": "square of side max(w, h) * (1 + margin) centred on the face box (black padding outside the "
+                    "image), resized to size x size (bicubic)"}
+
+
+def _threshold(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The honest decision threshold chosen on the source validation set (FASMetricsCallback's checkpointed state)."""
+    for key, state in (ckpt.get("callbacks") or {}).items():
+        if "FASMetricsCallback" in str(key) and isinstance(state, dict) and state.get("val_threshold") is not None:
+            return {"value": float(state["val_threshold"]),
+                    "source": f"source validation, epoch {state.get('val_threshold_epoch')}",
+                    "rule": "score = P(attack) >= value -> attack"}
+    return {"value": None, "source": None, "rule": "score = P(attack) >= value -> attack"}
+
+
+def model_card(config: dict[str, Any], source: Path) -> str:
+    """The export's README.md: method, training data and protocol, test metrics, intended use and limits.
+
+    Data and metrics come from the run directory the checkpoint sits in (``<run>/config.yaml``,
+    ``<run>/test_metrics.json``) when they are there; what is unknown is said to be unknown.
+    """
+    run = source.resolve().parent.parent if source.parent.name == "checkpoints" else source.resolve().parent
+    method = str(config.get("class_path") or "unknown").rsplit(".", 1)[-1]
+    lines = [f"# fasvlm export: {method}", "", "Face anti-spoofing (presentation attack detection) model exported by "
+             "`fasvlm export`. Score = P(attack); label 1 = attack.", "", "## Method", "",
+             f"- class: `{config.get('class_path')}`",
+             f"- source checkpoint: `{config['source']['checkpoint']}` (epoch {config['source']['epoch']}, step "
+             f"{config['source']['global_step']})"]
+    hp = config.get("hyper_parameters") or {}
+    for key in ("vision", "llm", "llm_mode", "t5"):
+        if key in hp:
+            lines.append(f"- {key}: `{hp[key]}`")
+    lines += ["", "## Training data and protocol", ""]
+    cfg_file = run / "config.yaml"
+    if cfg_file.is_file():
+        import yaml
+
+        data = (yaml.safe_load(cfg_file.read_text()) or {}).get("data") or {}
+        args = data.get("init_args") or {}
+        for role in ("sources", "val_sources", "targets"):
+            for d in args.get(role) or []:
+                where = d.get("manifest") or d.get("root")
+                lines.append(f"- {role}: {d.get('name')} ({d.get('dataset') or 'manifest'} {where}, split "
+                             f"{d.get('split')}{', protocol ' + str(d['protocol']) if d.get('protocol') else ''})")
+    else:
+        lines.append(f"unknown ({cfg_file} not found)")
+    thr = config.get("threshold") or {}
+    pre = config.get("preprocessing") or {}
+    lines += ["", "## Decision threshold and preprocessing", "",
+              f"- threshold: {thr['value']} ({thr['source']}): score >= threshold -> attack"
+              if thr.get("value") is not None else "- threshold: none stored: choose one on your own validation data",
+              f"- input: {pre.get('layout')}, size {pre.get('size')}, mean {pre.get('mean')}, std {pre.get('std')}",
+              f"- crop: {pre.get('crop')}, margin {pre.get('margin')}", "", "## Test metrics", ""]
+    metrics = run / "test_metrics.json"
+    if metrics.is_file():
+        report = json.loads(metrics.read_text())
+        lines += ["| domain | n | AUC | HTER (paper) | HTER (honest) | APCER | BPCER |", "|---|---|---|---|---|---|---|"]
+
+        def pct(v):
+            return "-" if v is None else f"{100 * float(v):.2f}"
+
+        for name, entry in (report.get("domains") or {}).items():
+            paper, honest = entry.get("paper", {}), entry.get("honest", {})
+            lines.append(f"| {name} | {paper.get('n', '')} | {pct(paper.get('auc'))} | {pct(paper.get('hter'))} | "
+                         f"{pct(honest.get('hter'))} | {pct(honest.get('apcer'))} | {pct(honest.get('bpcer'))} |")
+        lines.append("")
+        lines.append("Paper mode: threshold at each domain's own EER point (the field's shared code); honest mode: the "
+                     "source-validation threshold above, unchanged on every domain (ISO/IEC 30107-3 APCER/BPCER).")
+    else:
+        lines.append(f"unknown ({metrics} not found: run `fasvlm test` before exporting to include them)")
+    lines += ["", "## Intended use and limits", "",
+              "- Research on face presentation attack detection: scoring face images or video frames for the attack "
+              "types and capture conditions of the training data.",
+              "- Not a certified biometric security component. Scores do not transfer to unseen attack types, "
+              "cameras or populations without validation; re-choose the threshold on data of the deployment.",
+              "- Inputs must be face crops made as described above (`fasvlm predict` does it).", ""]
+    return "\n".join(lines)
+
+
+def export_onnx(out_dir: str | Path, *, opset: int = 17) -> Path:
+    """``model.onnx`` of an export directory's LLM-free path: ``pixel_values`` float32 (B, 3, S, S) normalised as its
+    preprocessing says -> ``p_attack`` (B,). Dynamic batch. I-FAS has no LLM-free path: an error."""
+    import torch
+
+    out_dir = Path(out_dir)
+    config = json.loads((out_dir / CONFIG_FILE).read_text())
+    system = load_exported(out_dir)
+    if "IFAS" in type(system).__name__:
+        raise ValueError("ONNX export covers the LLM-free methods (InstructFLIP, the baselines); I-FAS scores with "
+                         "its LLM")
+
+    class _Score(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, pixel_values):
+            out = self.inner(pixel_values)
+            return out["score"] if isinstance(out, dict) else out
+
+    size = int(config["preprocessing"]["size"])
+    dummy = torch.zeros(2, 3, size, size)
+    path = out_dir / ONNX_FILE
+    torch.onnx.export(_Score(system).eval(), (dummy,), str(path), input_names=["pixel_values"],
+                      output_names=["p_attack"], dynamic_axes={"pixel_values": {0: "batch"}, "p_attack": {0: "batch"}},
+                      opset_version=opset, dynamo=False)
+    path.chmod(0o644)
+    return path
 
 
 def convert_deepspeed(ds_dir: str | Path, out_file: str | Path, *, tag: str | None = None) -> dict[str, Any]:
@@ -193,13 +329,6 @@ def convert_deepspeed(ds_dir: str | Path, out_file: str | Path, *, tag: str | No
             "global_step": client_state.get("global_step"), "epoch": client_state.get("epoch")}
 
 
-def _import_class(class_path: str) -> type:
-    module_name, _, name = class_path.rpartition(".")
-    if not module_name:
-        raise ValueError(f"class path {class_path!r} is not 'module.Class'")
-    return getattr(importlib.import_module(module_name), name)
-
-
 def load_exported(directory: str | Path, *, class_path: str | None = None):
     """Rebuild the LightningModule of an export directory: ``Class(**hyper_parameters)`` + the exported weights.
 
@@ -215,7 +344,9 @@ def load_exported(directory: str | Path, *, class_path: str | None = None):
     class_path = class_path or config.get("class_path")
     if not class_path:
         raise ValueError(f"{directory}: no class path recorded; pass class_path=")
-    module = _import_class(class_path)(**config["hyper_parameters"])
+    from fasvlm.systems import system_class
+
+    module = system_class(class_path)(**config["hyper_parameters"])
     state = load_file(str(directory / WEIGHTS_FILE))
     missing, unexpected = module.load_state_dict(state, strict=False)
     if unexpected:
@@ -229,7 +360,7 @@ def load_exported(directory: str | Path, *, class_path: str | None = None):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fasvlm export",
+        prog="fasvlm export", allow_abbrev=False,
         description="Export trainable weights (safetensors + config.json), or convert a DeepSpeed checkpoint "
                     "directory into the project's single-file checkpoint.",
         epilog="examples:\n"
@@ -249,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--class-path", default=None,
                         help="LightningModule class to record when the checkpoint stores none")
     parser.add_argument("--tag", default=None, help="DeepSpeed tag (default: the directory's 'latest' file)")
+    parser.add_argument("--onnx", action="store_true",
+                        help="also write --out/model.onnx (LLM-free methods: InstructFLIP, baselines)")
     return parser
 
 
@@ -273,6 +406,12 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"fasvlm export: error: {err}", file=sys.stderr)
         return 1
+    if args.onnx:
+        try:
+            print(f"wrote {export_onnx(args.out)}")
+        except (ValueError, RuntimeError) as err:
+            print(f"fasvlm export: error: {err}", file=sys.stderr)
+            return 1
     w = config["weights"]
     print(f"wrote {args.out / WEIGHTS_FILE} ({w['num_tensors']} tensors, {w['num_elements']:,} values) and "
           f"{args.out / CONFIG_FILE} (class {config['class_path']})")

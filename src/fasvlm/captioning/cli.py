@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fasvlm.text.instruct_data import (
+from fasvlm.captioning.instruct import (
     AugmentSettings,
     ClipSettings,
     FilterSettings,
@@ -28,7 +28,8 @@ from fasvlm.text.instruct_data import (
     MLLMSettings,
     TaskSpec,
 )
-from fasvlm.text.scf import SCF_STAGES, CaptionerSettings, DataSettings, FinetuneSettings, TrainerSettings
+from fasvlm.captioning.scf import SCF_STAGES, CaptionerSettings, FinetuneSettings
+from fasvlm.captioning.stages import DataSettings, TrainerSettings
 
 __all__ = ["main", "build_parser", "scf", "instruct", "export_review", "import_review", "tiny_models"]
 
@@ -50,7 +51,7 @@ def scf(out: str, data: DataSettings = DataSettings(), trainer: TrainerSettings 
         stages: stages to run (each skipped when already done): caption, filter, finetune, final.
         shard_size: rows per parquet shard of a predict stage (what an interruption can lose).
     """
-    from fasvlm.text.scf import run_scf
+    from fasvlm.captioning.scf import run_scf
 
     run_scf(out, data, trainer, captioner, keywords, finetune, stages=stages, shard_size=shard_size)
     return 0
@@ -81,7 +82,7 @@ def instruct(out: str, tasks: dict[str, TaskSpec], data: DataSettings = DataSett
         seed: seed of the question-template choice.
         shard_size: rows per parquet shard of a predict stage.
     """
-    from fasvlm.text.instruct_data import build_instructions
+    from fasvlm.captioning.instruct import build_instructions
 
     build_instructions(out, data, trainer, tasks, mllm, clip, augment, judge, filters, captions=captions,
                        review=review, seed=seed, shard_size=shard_size)
@@ -95,7 +96,7 @@ def export_review(conversations: str, out: str) -> int:
         conversations: LLaVA conversations file (from `fasvlm caption instruct`).
         out: review file (.csv or .jsonl).
     """
-    from fasvlm.text.instruct_data import export_review as run
+    from fasvlm.captioning.instruct import export_review as run
 
     print(f"review table: {run(conversations, out)}")
     return 0
@@ -109,7 +110,7 @@ def import_review(review: str, out: str, filters: FilterSettings = FilterSetting
         out: the conversations file to write (.json).
         filters: refusal and hedging phrases checked again on edited answers.
     """
-    from fasvlm.text.instruct_data import import_review as run
+    from fasvlm.captioning.instruct import import_review as run
 
     run(review, out, filters)
     return 0
@@ -127,9 +128,9 @@ def tiny_models(out: str = "data/tiny_models", seed: int = 0, teach_root: str | 
         teach_dataset: adapter of teach_root.
         teach_steps: fine-tuning steps on the templates.
     """
-    from fasvlm.data_modules.datamodule import DomainSpec
-    from fasvlm.text.instruct_data import build_tiny_clip, build_tiny_llm
-    from fasvlm.text.scf import build_tiny_blip2, select_records, teach_captioner
+    from fasvlm.captioning.hf import build_tiny_blip2, build_tiny_clip, build_tiny_llm
+    from fasvlm.captioning.scf import teach_captioner
+    from fasvlm.data_modules.datamodule import DomainSpec, select_records
 
     root = Path(out)
     for name, build in (("blip2", build_tiny_blip2), ("clip", build_tiny_clip), ("llm", build_tiny_llm)):

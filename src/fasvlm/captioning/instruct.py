@@ -41,27 +41,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback
-from torch.utils.data import Dataset
 
-from fasvlm.data_modules.record import SampleRecord, resolve_bbox
-from fasvlm.data_modules.transforms import square_box
-from fasvlm.text.prompts import IMAGE_TOKEN, compose_caption, load_captions
-from fasvlm.text.scf import (
+from fasvlm.captioning.hf import CausalLMModel, CLIPScorer, ImageTextModel, TextItems
+from fasvlm.captioning.stages import (
     DataSettings,
     TrainerSettings,
-    _barrier,
-    _dtype,
-    _rank,
-    _say,
-    _write_atomic,
+    barrier,
     load_face,
+    rank,
+    resolve_dtype,
     run_predict_stage,
-    select_records,
+    say,
+    write_atomic,
     write_json,
 )
+from fasvlm.data_modules.datamodule import select_records
+from fasvlm.data_modules.llava import IMAGE_TOKEN, load_llava, to_llava
+from fasvlm.data_modules.record import SampleRecord, resolve_bbox
+from fasvlm.data_modules.transforms import square_box
+from fasvlm.text.attacks import ATTACK_TYPES
+from fasvlm.text.prompts import compose_caption, load_captions
 
 __all__ = [
     "TASKS",
@@ -79,55 +79,13 @@ __all__ = [
     "parse_qa_json",
     "clip_keep",
     "judge_keep",
-    "CLIPScorer",
-    "CausalLMModel",
-    "to_llava",
     "build_instructions",
     "export_review",
     "import_review",
-    "load_llava",
-    "build_tiny_clip",
-    "build_tiny_llm",
 ]
 
 TASKS = ("description", "coarse", "fine", "reasoning", "localisation")
 JUDGMENT_TASKS = ("coarse",)
-
-# Readable attack types (fine-grained answers); every taxonomy name has one (tests check it).
-ATTACK_TYPES: dict[str, str] = {
-    "live": "a real face (bona fide)",
-    "photo": "a print attack with a printed photo",
-    "poster": "a print attack with a poster",
-    "a4": "a print attack on A4 paper",
-    "face_mask": "a 2D paper face mask",
-    "upper_body_mask": "a 2D paper cut-out of the upper body",
-    "region_mask": "a 2D paper mask with the eye and mouth regions cut out",
-    "pc": "a replay attack on a PC screen",
-    "pad": "a replay attack on a tablet screen",
-    "phone": "a replay attack on a phone screen",
-    "mask_3d": "a 3D mask",
-    "print": "a print attack",
-    "cut_photo": "a printed photo with the eye regions cut out",
-    "warped_photo": "a warped printed photo",
-    "replay": "a replay attack on a screen",
-    "makeup": "a makeup attack",
-    "partial_eye": "a partial attack covering the eyes",
-    "partial_mouth": "a partial attack covering the mouth",
-    "paper_glasses": "paper glasses with printed eyes",
-    "funny_eye": "funny-eye glasses",
-    "glasses": "fake glasses covering the eyes",
-    "tattoo": "a fake tattoo",
-    "mannequin": "a mannequin head",
-    "fake_head": "a fake head",
-    "transparent_mask": "a transparent plastic mask",
-    "plaster_mask": "a plaster mask",
-    "resin_mask": "a rigid resin mask",
-    "silicone_mask": "a flexible silicone mask",
-    "half_mask": "a half mask covering the lower face",
-    "paper_mask": "a paper mask",
-    "wig": "a wig and face disguise",
-    "other": "a presentation attack",
-}
 
 # Refusal and hedging phrases (lower case, matched on word boundaries); configurable in conf/caption/instruct.yaml.
 DEFAULT_REFUSALS: tuple[str, ...] = (
@@ -339,178 +297,6 @@ def _judgment_of(answer: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# models (Lightning predict modules)
-
-
-def _torch_dtype(name: str) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
-
-
-class _ClipCollate:
-    def __init__(self, image_processor, tokenizer, max_length: int):
-        self.image_processor, self.tokenizer, self.max_length = image_processor, tokenizer, max_length
-
-    def __call__(self, samples: list[dict]) -> dict:
-        ok = [s for s in samples if s["image"] is not None]
-        batch = {"items": [s["item"] for s in ok], "failed": [{**s["item"], "error": s["error"]}
-                                                             for s in samples if s["image"] is None], "inputs": {}}
-        if ok:
-            pixels = self.image_processor([s["image"] for s in ok], return_tensors="pt")["pixel_values"]
-            self.tokenizer.padding_side = "right"
-            text = self.tokenizer([s["item"]["text"] for s in ok], padding=True, truncation=True,
-                                  max_length=self.max_length, return_tensors="pt")
-            batch["inputs"] = {"pixel_values": pixels, "input_ids": text["input_ids"],
-                               "attention_mask": text["attention_mask"]}
-        return batch
-
-
-def _pooled(out) -> torch.Tensor:
-    return out if isinstance(out, torch.Tensor) else out.pooler_output
-
-
-class CLIPScorer(L.LightningModule):
-    """CLIP image-text cosine similarity per item (``item["path"]`` image, ``item["text"]``) -> ``clip_score``."""
-
-    def __init__(self, model: str, dtype: str = "auto"):
-        super().__init__()
-        from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
-
-        from fasvlm.text.scf import _load_hf
-
-        self.model = _load_hf(CLIPModel.from_pretrained, model, "CLIP model", dtype=_torch_dtype(dtype)).eval()
-        self.image_processor = _load_hf(AutoImageProcessor.from_pretrained, model, "CLIP image processor")
-        self.tokenizer = _load_hf(AutoTokenizer.from_pretrained, model, "CLIP tokenizer")
-        self.max_length = int(self.model.config.text_config.max_position_embeddings)
-
-    def collate(self) -> _ClipCollate:
-        return _ClipCollate(self.image_processor, self.tokenizer, self.max_length)
-
-    @torch.no_grad()
-    def similarity(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
-                   attention_mask: torch.Tensor) -> torch.Tensor:
-        """Cosine similarity of matching rows (B,)."""
-        dtype = next(self.model.parameters()).dtype
-        img = _pooled(self.model.get_image_features(pixel_values=pixel_values.to(dtype))).float()
-        txt = _pooled(self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)).float()
-        return torch.nn.functional.cosine_similarity(img, txt, dim=-1)
-
-    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[dict]:
-        rows = [{"key": it["key"], "clip_score": float("nan")} for it in batch["failed"]]
-        if batch["items"]:
-            sims = self.similarity(**batch["inputs"]).tolist()
-            rows += [{"key": it["key"], "clip_score": s} for it, s in zip(batch["items"], sims)]
-        return rows
-
-
-class _TextItems(Dataset):
-    def __init__(self, items: Sequence[dict]):
-        self.items = list(items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> dict:
-        return self.items[index]
-
-
-class _TextCollate:
-    """Chat template (when the tokenizer has one), left padding, prompts cut from the left to ``max_length``."""
-
-    def __init__(self, tokenizer, max_length: int | None = None):
-        self.tokenizer, self.max_length = tokenizer, max_length
-
-    def __call__(self, items: list[dict]) -> dict:
-        tok = self.tokenizer
-        if getattr(tok, "chat_template", None):
-            texts = [tok.apply_chat_template([{"role": "user", "content": it["prompt"]}], tokenize=False,
-                                             add_generation_prompt=True) for it in items]
-        else:
-            texts = [it["prompt"] for it in items]
-        tok.padding_side, tok.truncation_side = "left", "left"
-        enc = tok(texts, padding=True, return_tensors="pt", truncation=self.max_length is not None,
-                  max_length=self.max_length)
-        return {"items": items, "inputs": {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}}
-
-
-class CausalLMModel(L.LightningModule):
-    """A causal LM (preset, directory or hub id) for ``generate`` (text -> ``text``) or ``judge`` (P("Yes") and
-    P("No") as the next token -> ``p_yes``, ``p_no``), batched with left padding."""
-
-    def __init__(self, model: str, mode: Literal["generate", "judge"] = "generate", max_new_tokens: int = 256,
-                 dtype: str = "auto"):
-        super().__init__()
-        from fasvlm.backbones import load_causal_lm, load_tokenizer
-
-        self.mode, self.max_new_tokens = mode, max_new_tokens
-        self.model = load_causal_lm(model, torch_dtype=_torch_dtype(dtype)).eval()
-        self.tokenizer = load_tokenizer(model, "causal_lm")
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.yes_ids = self._first_tokens(("Yes", " Yes", "yes", " yes"))
-        self.no_ids = self._first_tokens(("No", " No", "no", " no"))
-        if set(self.yes_ids) & set(self.no_ids):
-            raise ValueError(f"tokenizer of {model}: 'Yes' and 'No' start with the same token; cannot judge")
-
-    def _first_tokens(self, words: Sequence[str]) -> list[int]:
-        ids = {self.tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in words}
-        return sorted(ids)
-
-    def collate(self) -> _TextCollate:
-        """Prompts longer than the model's context (minus the generated tokens) lose their beginning."""
-        context = getattr(self.model.config, "max_position_embeddings", None)
-        room = None if context is None else context - (self.max_new_tokens if self.mode == "generate" else 0)
-        return _TextCollate(self.tokenizer, room)
-
-    @torch.no_grad()
-    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[dict]:
-        inputs = batch["inputs"]
-        if self.mode == "judge":
-            logits = self.model(**inputs).logits[:, -1].float()  # left padding: the last position is the reply slot
-            probs = logits.softmax(-1)
-            p_yes = probs[:, self.yes_ids].sum(-1).tolist()
-            p_no = probs[:, self.no_ids].sum(-1).tolist()
-            return [{"key": it["key"], "p_yes": y, "p_no": n} for it, y, n in zip(batch["items"], p_yes, p_no)]
-        out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
-                                  pad_token_id=self.tokenizer.pad_token_id)
-        new = out[:, inputs["input_ids"].shape[1]:]
-        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-        return [{"key": it["key"], "text": t.strip()} for it, t in zip(batch["items"], texts)]
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# tiny models for tests and the CPU demo
-
-
-def build_tiny_clip(path: str | Path, image_size: int = 32, seed: int = 0) -> Path:
-    """A tiny random ``CLIPModel`` (2 layers, width 32) + CLIP image processor + the built-in BPE tokenizer,
-    written with ``save_pretrained``."""
-    from transformers import CLIPConfig, CLIPModel
-
-    from fasvlm.backbones import load_tokenizer, save_clip
-
-    tok = load_tokenizer("tiny", "causal_lm")
-    common = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-    config = CLIPConfig(text_config=dict(vocab_size=len(tok), max_position_embeddings=77, pad_token_id=tok.pad_token_id,
-                                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **common),
-                        vision_config=dict(image_size=image_size, patch_size=8, **common), projection_dim=32)
-    torch.manual_seed(seed)
-    return save_clip(CLIPModel(config), tok, image_size, path)
-
-
-def build_tiny_llm(path: str | Path, seed: int = 0) -> Path:
-    """The ``tiny`` OPT preset + the built-in tokenizer, written with ``save_pretrained`` (a stand-in LLM)."""
-    from fasvlm.backbones import load_causal_lm, load_tokenizer
-
-    torch.manual_seed(seed)
-    path = Path(path)
-    load_causal_lm("tiny").save_pretrained(path)
-    load_tokenizer("tiny", "causal_lm").save_pretrained(path)
-    return path
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # the pipeline
 
 
@@ -546,7 +332,7 @@ def _write_crops(out: Path, records: Sequence[SampleRecord], margin: float) -> l
             x1, y1, x2, y2 = (round(v) for v in square_box(box, w0, h0, margin))
             if not path.is_file():
                 crop = load_face(rec.path, rec, margin)
-                _write_atomic(path, lambda p, c=crop: c.save(p, format="PNG"))
+                write_atomic(path, lambda p, c=crop: c.save(p, format="PNG"))
             with Image.open(path) as img:
                 info["width"], info["height"] = img.size
             if box is None:
@@ -634,39 +420,6 @@ def _compose(row: dict, spec: TaskSpec, generated: str | None, filters: FilterSe
     return answer, None
 
 
-def to_llava(rows: Sequence[dict]) -> list[dict]:
-    """LLaVA conversation entries (one single-turn conversation per QA row)."""
-    out = []
-    for r in rows:
-        if not str(r["answer"]).strip():
-            raise ValueError(f"{r['key']}: empty answer (every sample needs at least one supervised answer token)")
-        entry = {"id": r["key"], "image": r["image"],
-                 "conversations": [{"from": "human", "value": f"{IMAGE_TOKEN}\n{r['question']}"},
-                                   {"from": "gpt", "value": r["answer"]}],
-                 "task": r["task"], "sample_id": r["sample_id"], "label": int(r["label"]), "attack": r["attack"],
-                 "origin": r.get("origin", "mllm"), "width": r.get("width"), "height": r.get("height")}
-        for k in ("clip_score", "judge_margin", "box_from"):
-            v = r.get(k)
-            if v is not None and not (isinstance(v, float) and math.isnan(v)):
-                entry[k] = v
-        out.append(entry)
-    return out
-
-
-def load_llava(path: str | Path) -> list[dict]:
-    """A LLaVA conversation file (JSON list, or JSONL with one entry per line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"conversation file {path} not found (write it with `fasvlm caption instruct`)")
-    text = path.read_text()
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    data = json.loads(text)
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of LLaVA entries ({{'id', 'image', 'conversations'}})")
-    return data
-
-
 def build_instructions(out: str | Path, data: DataSettings, trainer: TrainerSettings, tasks: dict[str, TaskSpec],
                        mllm: MLLMSettings, clip: ClipSettings, augment: AugmentSettings, judge: JudgeSettings,
                        filters: FilterSettings, captions: str | None = None, review: str | None = "review.csv",
@@ -703,17 +456,16 @@ def build_instructions(out: str | Path, data: DataSettings, trainer: TrainerSett
     stats["images"] = {"records": len(records), "unreadable": len(unreadable)}
     planned = _plan(records, infos, tasks, table, seed)
     stats["planned"] = dict(Counter(r["task"] for r in planned))
-    _say(f"instruct: {len(records)} images, {len(planned)} QA prompts ({stats['planned']}) -> {out}")
+    say(f"instruct: {len(records)} images, {len(planned)} QA prompts ({stats['planned']}) -> {out}")
 
     # 1: MLLM answers
     gen_items = [{k: r[k] for k in ("key", "path", "prompt", "task", "sample_id")} for r in planned if r["prompt"]]
     generated: dict[str, str | None] = {}
     if gen_items:
         def mllm_factory():
-            from fasvlm.text.scf import ImageTextModel
 
             return ImageTextModel(mllm.model, output_key="generated", max_new_tokens=mllm.max_new_tokens,
-                                  num_beams=mllm.num_beams, dtype=_dtype(mllm.dtype),
+                                  num_beams=mllm.num_beams, dtype=resolve_dtype(mllm.dtype),
                                   generate_kwargs=mllm.generate_kwargs)
 
         frame = run_predict_stage(out / "1_generate", gen_items, mllm_factory,
@@ -774,7 +526,7 @@ def build_instructions(out: str | Path, data: DataSettings, trainer: TrainerSett
                                                             augment.dtype),
                                       lambda m: m.collate(), trainer, batch_size=augment.batch_size,
                                       num_workers=data.num_workers, shard_size=shard_size, callbacks=callbacks,
-                                      dataset_factory=lambda its, _: _TextItems(its))
+                                      dataset_factory=lambda its, _: TextItems(its))
             texts = dict(zip(frame["key"], frame["text"]))
             for r in sources:
                 pairs, error = parse_qa_json(texts.get(r["key"]), augment.n_new)
@@ -815,7 +567,7 @@ def build_instructions(out: str | Path, data: DataSettings, trainer: TrainerSett
         frame = run_predict_stage(out / "4_judge", items, lambda: CausalLMModel(judge_model, "judge"),
                                   lambda m: m.collate(), trainer, batch_size=judge.batch_size,
                                   num_workers=data.num_workers, shard_size=shard_size, callbacks=callbacks,
-                                  dataset_factory=lambda its, _: _TextItems(its))
+                                  dataset_factory=lambda its, _: TextItems(its))
         probs = {k: (y, n) for k, y, n in zip(frame["key"], frame["p_yes"], frame["p_no"])}
         kept, mismatched = [], Counter()
         for r in rows:
@@ -834,15 +586,15 @@ def build_instructions(out: str | Path, data: DataSettings, trainer: TrainerSett
     entries = to_llava(rows)
     stats["output"] = {"conversations": len(entries), "per_task": dict(Counter(e["task"] for e in entries)),
                        "per_origin": dict(Counter(e["origin"] for e in entries)), "dropped": len(dropped)}
-    if _rank() == 0:
-        _write_atomic(out / "conversations.json", lambda p: p.write_text(json.dumps(entries, indent=1) + "\n"))
-        _write_atomic(out / "dropped.jsonl",
+    if rank() == 0:
+        write_atomic(out / "conversations.json", lambda p: p.write_text(json.dumps(entries, indent=1) + "\n"))
+        write_atomic(out / "dropped.jsonl",
                       lambda p: p.write_text("".join(json.dumps(d, default=str) + "\n" for d in dropped)))
         if review:
             export_review(out / "conversations.json", out / review)
         write_json(out / "stats.json", stats)
-    _barrier()
-    _say(f"instruct: {len(entries)} conversations {stats['output']['per_task']}; {len(dropped)} dropped "
+    barrier()
+    say(f"instruct: {len(entries)} conversations {stats['output']['per_task']}; {len(dropped)} dropped "
          f"(see {out / 'dropped.jsonl'}); stats: {out / 'stats.json'}")
     return stats
 
@@ -875,9 +627,9 @@ def export_review(conversations: str | Path, out: str | Path) -> Path:
                      "comment": ""})
     frame = pd.DataFrame(rows, columns=list(_REVIEW_COLUMNS))
     if out.suffix == ".csv":
-        _write_atomic(out, lambda p: frame.to_csv(p, index=False))
+        write_atomic(out, lambda p: frame.to_csv(p, index=False))
     elif out.suffix == ".jsonl":
-        _write_atomic(out, lambda p: frame.to_json(p, orient="records", lines=True, force_ascii=False))
+        write_atomic(out, lambda p: frame.to_json(p, orient="records", lines=True, force_ascii=False))
     else:
         raise ValueError(f"review file {out}: use a .csv or .jsonl name")
     return out
@@ -940,7 +692,7 @@ def import_review(review: str | Path, out: str | Path, filters: FilterSettings |
                      "width": int(r["width"]) if str(r.get("width", "")).strip() not in ("", "nan", "None") else None,
                      "height": int(r["height"]) if str(r.get("height", "")).strip() not in ("", "nan", "None") else None})
     entries = to_llava(rows)
-    _write_atomic(out, lambda p: p.write_text(json.dumps(entries, indent=1) + "\n"))
+    write_atomic(out, lambda p: p.write_text(json.dumps(entries, indent=1) + "\n"))
     result = {"rows": len(frame), "kept": len(entries), "dropped": dict(reasons), "out": str(out)}
     print(f"import-review: {result}", flush=True)
     return result
