@@ -23,15 +23,18 @@ class FLIPSystem(L.LightningModule):
         variant: ``v`` (FLIP-V), ``it`` (FLIP-IT) or ``mcl`` (FLIP-MCL).
         simclr_weight, mse_weight: FLIP-MCL's loss weights (1.0, 1.0 in ``train_flip_mcl.py``).
         view_scale_min: smallest crop area of the SimCLR views (RandomResizedCrop scale 0.08).
+        ssl_hidden, ssl_dim: FLIP-MCL's SimCLR MLP widths (4096, 256).
+        embed_dim, dropout: FLIP-V's bottleneck width 512 and dropout 0.5.
         lr, weight_decay, scheduler, warmup_frac: FLIP: Adam 1e-6, wd 1e-6, constant.
     """
 
     def __init__(self, clip: str = "tiny", variant: FLIPVariant = "it", simclr_weight: float = 1.0,
-                 mse_weight: float = 1.0, view_scale_min: float = 0.08, lr: float = 1e-6, weight_decay: float = 1e-6,
+                 mse_weight: float = 1.0, view_scale_min: float = 0.08, ssl_hidden: int = 4096, ssl_dim: int = 256,
+                 embed_dim: int = 512, dropout: float = 0.5, lr: float = 1e-6, weight_decay: float = 1e-6,
                  scheduler: SchedulerName = "constant", warmup_frac: float = 0.1):
         super().__init__()
         self.save_hyperparameters()
-        self.model = FLIP(clip, variant)
+        self.model = FLIP(clip, variant, ssl_hidden, ssl_dim, embed_dim, dropout)
         self.image_spec = image_spec(clip)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -48,17 +48,19 @@ class SSDGSystem(L.LightningModule):
         image_size: input size (SSDG: 256); ImageNet mean/std normalisation.
         num_domains: discriminator classes (the number of source domains; 3 in MCIO leave-one-out).
         source_domains: source domain names in discriminator order; default: the data config's ``sources`` names.
-        lambda_triplet, lambda_adv, margin: SSDG's 2, 0.1 and 0.1.
+        lambda_triplet, lambda_adv, margin: SSDG's 2, 0.1 and 0.1; grl_alpha: the GRL schedule's 10.
+        embed_dim, dropout, norm: bottleneck width 512, its dropout 0.5, feature + weight normalisation on.
         lr, weight_decay, scheduler, warmup_frac: AdamW and its schedule (InstructFLIP's re-run of SSDG).
     """
 
     def __init__(self, resnet: str = "resnet18", image_size: int = 256, num_domains: int = 3,
                  source_domains: list[str] | None = None, lambda_triplet: float = 2.0, lambda_adv: float = 0.1,
-                 margin: float = 0.1, grl_alpha: float = 10.0, lr: float = 5e-6, weight_decay: float = 5e-4,
+                 margin: float = 0.1, grl_alpha: float = 10.0, embed_dim: int = 512, dropout: float = 0.5,
+                 norm: bool = True, lr: float = 5e-6, weight_decay: float = 5e-4,
                  scheduler: SchedulerName = "onecycle", warmup_frac: float = 0.1):
         super().__init__()
         self.save_hyperparameters()
-        self.model = SSDG(resnet, num_domains)
+        self.model = SSDG(resnet, num_domains, embed_dim, dropout, norm)
         self.image_spec = ImageSpec(size=image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
         self.domains: list[str] | None = list(source_domains) if source_domains else None
 

@@ -22,15 +22,17 @@ class ViTAFSystem(L.LightningModule):
         gamma, beta: initial FWT standard deviations (config.py: 0.3 / 0.5 for MCIO, 0.1 / 0.1 for WCS).
         cos_weight: λ of the adapters' cosine loss (config.py ``weight``: 1 for M and O, 0.03 for C and I).
         freeze_backbone: train only adapters, FWT and head (True) or the whole ViT.
+        embed_dim, dropout: the SSDG-style head's bottleneck width 512 and dropout 0.5.
         lr, weight_decay, scheduler, warmup_frac: ViTAF: Adam 1e-4, wd 1e-6.
     """
 
     def __init__(self, vision: str = "clip-vit-b16", num_adapters: int = 2, bottleneck: int = 64, gamma: float = 0.3,
-                 beta: float = 0.5, cos_weight: float = 1.0, freeze_backbone: bool = True, lr: float = 1e-4,
+                 beta: float = 0.5, cos_weight: float = 1.0, freeze_backbone: bool = True, embed_dim: int = 512,
+                 dropout: float = 0.5, lr: float = 1e-4,
                  weight_decay: float = 1e-6, scheduler: SchedulerName = "constant", warmup_frac: float = 0.1):
         super().__init__()
         self.save_hyperparameters()
-        self.model = ViTAF(vision, num_adapters, bottleneck, gamma, beta, freeze_backbone)
+        self.model = ViTAF(vision, num_adapters, bottleneck, gamma, beta, freeze_backbone, embed_dim, dropout)
         self.image_spec = image_spec(vision)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
