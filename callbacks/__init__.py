@@ -6,6 +6,7 @@ from fasvlm.callbacks.figures import FASFiguresCallback
 from fasvlm.callbacks.metrics import FASMetricsCallback, write_json_atomic
 from fasvlm.callbacks.predictions import PredictionsWriter
 from fasvlm.callbacks.rng import RNGStateCallback
+from fasvlm.callbacks.run_info import RunInfoCallback
 from fasvlm.callbacks.throughput import ThroughputCallback
 
 __all__: list[str] = [
@@ -15,6 +16,7 @@ __all__: list[str] = [
     "FASMetricsCallback",
     "PredictionsWriter",
     "RNGStateCallback",
+    "RunInfoCallback",
     "ThroughputCallback",
     "write_json_atomic",
 ]

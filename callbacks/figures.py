@@ -1,12 +1,15 @@
 """TensorBoard figures of each evaluation domain: ROC curve, score histograms, APCER per attack type, worst samples.
 
 Independent of :class:`~fasvlm.callbacks.FASMetricsCallback`: it keeps its own synced
-:class:`~fasvlm.metrics.FASMetrics` per dataloader and recomputes what it draws. Figures are drawn with PIL/numpy
-(matplotlib is not a dependency) and written with the TensorBoard ``SummaryWriter`` of the first
+:class:`~fasvlm.metrics.FASMetrics` per dataloader and recomputes what it draws. Figures are drawn with PIL/numpy, the DET
+curve with matplotlib (Agg canvas, no pyplot state), and written with the TensorBoard ``SummaryWriter`` of the first
 ``TensorBoardLogger``; without one the callback does nothing. Per ``<split>/<domain>/`` (``split`` = val or test,
 ``domain`` = the dataloader's name):
 
 * ``roc`` (image): video-level ROC with AUC and the TPR at the first FPR target;
+* ``det`` (image): the ISO/IEC 30107-3 DET curve (APCER against BPCER on normal-deviate axes, drawn with
+  matplotlib), APCER over all attacks and APCER_AP (worst species) with BPCER10/20/100 marked; also written as
+  ``det/<split>_<domain>.png`` in the run's log directory (``det_png=True``) for the report;
 * ``score_hist`` (image): live vs attack score histograms with the domain's own EER threshold (paper mode, blue) and
   the honest threshold chosen on the source loader (orange); also ``scores_live``/``scores_attack`` histograms and a
   ``pr_curve``;
@@ -17,6 +20,8 @@ Independent of :class:`~fasvlm.callbacks.FASMetricsCallback`: it keeps its own s
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -34,6 +39,7 @@ from fasvlm.metrics import (
     GRID_DENSITY,
     FASData,
     FASMetrics,
+    det_curve_points,
     fas_metrics,
     honest_threshold,
     roc_curve_points,
@@ -140,6 +146,68 @@ def render_histogram(
     ax.frame((0, 0.25, 0.5, 0.75, 1), (0, round(top, 2)), xlabel, "fraction")
     d.text((44, 6), f"{title}   live n={live.size} (green)  attack n={attack.size} (red)", fill=(0, 0, 0), font=_font())
     return np.asarray(img)
+
+
+_DET_TICKS = (0.001, 0.01, 0.05, 0.1, 0.2, 0.4)
+
+
+def render_det(det: Mapping[str, np.ndarray], title: str, marks: Mapping[float, float] | None = None,
+               size_in: float = 4.0, dpi: int = 100) -> np.ndarray:
+    """DET curve (ISO/IEC 30107-3): APCER (x) against BPCER (y) on normal-deviate (probit) axes, as (H, W, 3) uint8.
+
+    ``det`` is :func:`fasvlm.metrics.det_curve_points`'s output; ``marks`` {APCER level: BPCER} are drawn as points
+    (BPCER10/20/100). Rates of 0 or 1 are clipped to [1e-4, 1 - 1e-4] for the probit scale, which has no 0 or 1.
+    """
+    from statistics import NormalDist
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    probit = np.vectorize(NormalDist().inv_cdf)
+
+    def z(x):
+        return probit(np.clip(np.asarray(x, dtype=np.float64), 1e-4, 1 - 1e-4))
+
+    fig = Figure(figsize=(size_in, size_in), dpi=dpi)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(z(det["apcer"]), z(det["bpcer"]), color="#1f77b4", lw=1.5, label="APCER (all attacks)")
+    if not np.array_equal(det["apcer"], det["apcer_ap"]):
+        ax.plot(z(det["apcer_ap"]), z(det["bpcer"]), color="#d62728", lw=1.2, ls="--", label="APCER_AP (worst)")
+    for level, bpcer in (marks or {}).items():
+        if math.isfinite(bpcer):
+            ax.plot(z(level), z(bpcer), "o", color="#ff7f0e", ms=4)
+            ax.annotate(f"BPCER{round(1 / level)}={bpcer:.3f}", (float(z(level)), float(z(bpcer))), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+    ticks = z(_DET_TICKS)
+    ax.set_xticks(ticks, [f"{100 * t:g}" for t in _DET_TICKS])
+    ax.set_yticks(ticks, [f"{100 * t:g}" for t in _DET_TICKS])
+    lim = (float(z(5e-4)), float(z(0.6)))
+    ax.set_xlim(*lim)
+    ax.set_ylim(*lim)
+    ax.set_xlabel("APCER (%)")
+    ax.set_ylabel("BPCER (%)")
+    ax.grid(True, lw=0.4, alpha=0.6)
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def _write_png_atomic(path: str, image: np.ndarray) -> None:
+    """Write an (H, W, 3) uint8 image through a temporary file and ``os.replace``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".det.", suffix=".png", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(image).save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def render_grid(images: np.ndarray, captions: Sequence[str], cols: int = 4) -> np.ndarray:
@@ -263,6 +331,8 @@ class FASFiguresCallback(Callback):
         fpr_target: FPR operating point marked on the ROC.
         hist_bins: histogram bins over [0, 1].
         grid_density: threshold grid step 1 / grid_density.
+        det_png: also write each DET curve to ``<log_dir>/det/<split>_<domain>.png``.
+        video_mean: per-video mean arithmetic, as in :class:`FASMetricsCallback` (None: each mode's default).
     """
 
     def __init__(
@@ -277,6 +347,8 @@ class FASFiguresCallback(Callback):
         fpr_target: float = 0.01,
         hist_bins: int = 20,
         grid_density: int = GRID_DENSITY,
+        det_png: bool = True,
+        video_mean: Literal["instructflip", "flip", "float64"] | None = None,
     ) -> None:
         if threshold_rule not in ("eer", "bpcer"):
             raise ValueError(f"threshold_rule must be 'eer' or 'bpcer', got {threshold_rule!r}")
@@ -291,6 +363,8 @@ class FASFiguresCallback(Callback):
         self.fpr_target = float(fpr_target)
         self.hist_bins = int(hist_bins)
         self.grid_density = int(grid_density)
+        self.det_png = bool(det_png)
+        self.video_mean = video_mean
         self._metrics: dict[str, list[FASMetrics]] = {"val": [], "test": []}
         self._worst: dict[str, list[_Worst]] = {"val": [], "test": []}
 
@@ -364,7 +438,7 @@ class FASFiguresCallback(Callback):
     def _threshold(self, data: FASData) -> float | None:
         try:
             return honest_threshold(data, self.threshold_rule, bpcer_target=self.bpcer_target, positive=self.positive,
-                                    grid_density=self.grid_density)
+                                    grid_density=self.grid_density, video_mean=self.video_mean or "float64")
         except ValueError as err:
             warnings.warn(f"FASFiguresCallback: no honest threshold: {err}", stacklevel=2)
             return None
@@ -374,6 +448,7 @@ class FASFiguresCallback(Callback):
         slots = [self._slot(stage, i, pl_module.device) for i in range(len(names))]
         datas = [m.gather() for m, _ in slots]  # collective, same order on every rank
         worsts = [w.gathered(pl_module) for _, w in slots]  # collective
+        log_dir = (trainer.log_dir or trainer.default_root_dir) if self.det_png else None  # broadcasts: all ranks
         if not trainer.is_global_zero:
             return
         writer = self._tensorboard(trainer).experiment
@@ -386,7 +461,9 @@ class FASFiguresCallback(Callback):
                 continue
             tag = f"{stage}/{name}"
             role = "source" if name == source else "target"
-            s, y, _ = video_level(data.scores, data.labels, data.video_ids, positive=self.positive)
+            vm = self.video_mean
+            s, y, _ = video_level(data.scores, data.labels, data.video_ids, positive=self.positive,
+                                  video_mean=vm or ("instructflip" if self.positive == "attack" else "flip"))
             is_attack = (y == 1) if self.positive == "attack" else (y == 0)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # one-class domains: NaN AUC is expected in figures
@@ -397,8 +474,17 @@ class FASFiguresCallback(Callback):
                     positive=self.positive,
                     fpr_targets=(self.fpr_target,),
                     grid_density=self.grid_density,
+                    video_mean=vm,
+                    attack_types=data.attack_types,
                 )
             if 0 < int(y.sum()) < y.size:
+                det = det_curve_points(data.scores, data.labels, data.video_ids, data.attack_types,
+                                       positive=self.positive, video_mean=paper["video_mean"])
+                det_img = render_det(det, f"{name} ({role}) DET", paper["bpcer_at_apcer"])
+                writer.add_image(f"{tag}/det", det_img, step, dataformats="HWC")
+                if log_dir is not None:
+                    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+                    _write_png_atomic(os.path.join(log_dir, "det", f"{stage}_{safe}.png"), det_img)
                 fpr, tpr, _ = roc_curve_points(s, y)
                 title = (
                     f"{name} ({role}) AUC={paper['auc']:.4f} "
@@ -446,8 +532,10 @@ class FASFiguresCallback(Callback):
                 attack_types=data.attack_types,
                 positive=self.positive,
                 grid_density=self.grid_density,
+                video_mean=self.video_mean,
             )
-        _, _, types = video_level(data.scores, data.labels, data.video_ids, data.attack_types, positive=self.positive)
+        _, _, types = video_level(data.scores, data.labels, data.video_ids, data.attack_types, positive=self.positive,
+                                  video_mean=m["video_mean"])
         rows = [
             f"Honest threshold {thr:.4f} (chosen on the source loader), domain `{name}`",
             "",
@@ -458,7 +546,10 @@ class FASFiguresCallback(Callback):
         for attack, value in sorted(per.items(), key=lambda kv: -kv[1]):
             count = int((types == attack).sum()) if types is not None else 0
             rows.append(f"| {attack} | {count} | {value:.4f} |")
-        rows.append(f"| **APCER (worst)** | {m['n_attack']} | {m['apcer']:.4f} |")
+        rows.append(f"| **APCER_AP (worst species)** | {m['n_attack']} | {m['apcer_ap']:.4f} |")
         rows.append(f"| **BPCER** (live) | {m['n_live']} | {m['bpcer']:.4f} |")
         rows.append(f"| **ACER** | | {m['acer']:.4f} |")
+        rows.append("")
+        rows.append("BPCER at fixed APCER_AP (ISO/IEC 30107-3; threshold-free): " + ", ".join(
+            f"BPCER{round(1 / t)} = {v:.4f}" for t, v in m["bpcer_at_apcer"].items()))
         return "\n".join(rows)

@@ -26,7 +26,10 @@ Reports (rank 0, atomic, in ``trainer.log_dir`` or ``default_root_dir``), schema
 {select_on_targets, monitor, selected_on_test_data, checkpoint_monitor, best_model_path, best_model_score},
 ``domains`` {name: {role, counts {n_frames, n_videos, n_live, n_attack, video_level, n_duplicates_dropped},
 paper {fas_metrics output}, honest {fas_metrics output or null}}}, ``mean_over_targets`` {paper, honest}.
-Fractions in [0, 1]; NaN is written as null.
+Fractions in [0, 1]; an undefined metric (e.g. HTER/AUC of a one-class domain) is NaN, written as null, and means
+skip it: ``mean_over_targets.<mode>.covers`` (and the logged ``<split>/mean/<key>_covers``) say how many targets each
+mean covers. Also logged per domain: ``bpcer10/20/100`` (BPCER at APCER_AP = 10/5/1 %, ISO/IEC 30107-3) and
+``apcer_at_bpcer10/20/100``; the report holds APCER per attack species and APCER_AP in each mode's entry.
 """
 
 from __future__ import annotations
@@ -47,13 +50,14 @@ from lightning.pytorch.callbacks import Callback
 
 from fasvlm.metrics import (
     GRID_DENSITY,
+    VIDEO_MEANS,
     FASData,
     FASMetrics,
     fas_metrics,
     honest_threshold,
 )
 
-__all__ = ["FASMetricsCallback", "loader_names", "write_json_atomic"]
+__all__ = ["FASMetricsCallback", "iso_key", "iso_scalars", "loader_names", "write_json_atomic"]
 
 Stage = Literal["val", "test"]
 REPORT_SCHEMA = "fasvlm.fas_metrics_report/1"
@@ -119,9 +123,25 @@ def write_json_atomic(path: str, obj: Any) -> None:
         raise
 
 
-def _nanmean(values: list[float]) -> float:
+def _nanmean(values: list[float]) -> tuple[float, int]:
+    """Mean of the defined values (NaN/None = undefined for that domain, skipped) and how many it covers."""
     vals = [v for v in values if v is not None and not math.isnan(v)]
-    return float(np.mean(vals)) if vals else math.nan
+    return (float(np.mean(vals)) if vals else math.nan), len(vals)
+
+
+def iso_key(prefix: str, target: float) -> str:
+    """``bpcer20`` for BPCER at APCER = 5 % (ISO/IEC 30107-3 naming), else ``bpcer_at_0.03``."""
+    n = round(1.0 / target) if target > 0 else 0
+    if n > 0 and abs(1.0 / n - target) < 1e-12:
+        return f"{prefix}{n}"
+    return f"{prefix}_at_{target:g}"
+
+
+def iso_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The fixed-rate points of a :func:`~fasvlm.metrics.fas_metrics` result as flat keys (``bpcer20``, ...)."""
+    out = {iso_key("bpcer", t): float(v) for t, v in metrics["bpcer_at_apcer"].items()}
+    out.update({iso_key("apcer_at_bpcer", t): float(v) for t, v in metrics["apcer_at_bpcer"].items()})
+    return out
 
 
 class FASMetricsCallback(Callback):
@@ -137,6 +157,10 @@ class FASMetricsCallback(Callback):
         grid_density: threshold grid step 1 / grid_density (the shared code: 10000).
         val_report: file name of the per-validation report in ``trainer.log_dir`` (None: none).
         test_report: file name of the test report in ``trainer.log_dir`` (None: none).
+        video_mean: arithmetic of per-video means (:func:`fasvlm.metrics.fas_metrics`): None = each mode's default
+            (paper: the field code of ``positive``, i.e. InstructFLIP's float32 ``np.mean`` or FLIP's float32
+            ``sum/len``; honest: float64), or "instructflip" / "flip" / "float64" for both modes.
+        tpr_rule: TPR@FPR rule: "roc" (the shared code) or "celeba_spoof" (CelebA-Spoof's official rule).
     """
 
     def __init__(
@@ -149,6 +173,8 @@ class FASMetricsCallback(Callback):
         grid_density: int = GRID_DENSITY,
         val_report: str | None = "val_metrics.json",
         test_report: str | None = "test_metrics.json",
+        video_mean: Literal["instructflip", "flip", "float64"] | None = None,
+        tpr_rule: Literal["roc", "celeba_spoof"] = "roc",
     ) -> None:
         if threshold_rule not in ("eer", "bpcer"):
             raise ValueError(f"threshold_rule must be 'eer' or 'bpcer', got {threshold_rule!r}")
@@ -164,6 +190,12 @@ class FASMetricsCallback(Callback):
         self.grid_density = int(grid_density)
         self.val_report = val_report
         self.test_report = test_report
+        if video_mean is not None and video_mean not in VIDEO_MEANS:
+            raise ValueError(f"video_mean must be None or one of {', '.join(VIDEO_MEANS)}, got {video_mean!r}")
+        if tpr_rule not in ("roc", "celeba_spoof"):
+            raise ValueError(f"tpr_rule must be 'roc' or 'celeba_spoof', got {tpr_rule!r}")
+        self.video_mean = video_mean
+        self.tpr_rule = tpr_rule
         self._metrics: dict[str, list[FASMetrics]] = {"val": [], "test": []}
         self.val_threshold: float | None = None  # honest threshold of the last validation (checkpointed)
         self.val_threshold_epoch: int | None = None
@@ -237,7 +269,7 @@ class FASMetricsCallback(Callback):
 
     def _choose_threshold(self, data: FASData) -> float:
         return honest_threshold(data, self.threshold_rule, bpcer_target=self.bpcer_target, positive=self.positive,
-                                grid_density=self.grid_density)
+                                grid_density=self.grid_density, video_mean=self.video_mean or "float64")
 
     def _metrics_of(self, data: FASData, mode: str, threshold: float | None) -> dict[str, Any]:
         return fas_metrics(
@@ -250,6 +282,8 @@ class FASMetricsCallback(Callback):
             attack_types=data.attack_types,
             positive=self.positive,
             grid_density=self.grid_density,
+            video_mean=self.video_mean,
+            tpr_rule=self.tpr_rule,
         )
 
     def _finish(self, stage: Stage, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -335,6 +369,7 @@ class FASMetricsCallback(Callback):
             vals = {k: float(d["paper"][k]) for k in _PAPER_KEYS}
             for t, rate in d["paper"]["tpr_at_fpr"].items():
                 vals[f"tpr_at_fpr_{t:g}"] = float(rate)
+            vals.update(iso_scalars(d["paper"]))  # threshold-free: the same in both modes
             if d["honest"] is not None:
                 vals.update({f"{k}_honest": float(d["honest"][k]) for k in _HONEST_KEYS})
             for k, v in vals.items():
@@ -342,7 +377,8 @@ class FASMetricsCallback(Callback):
                 if d["role"] == "target" and k != "threshold":  # a mean of per-domain thresholds means nothing
                     per_target.setdefault(k, []).append(v)
         for k, vs in per_target.items():
-            out[f"{stage}/mean/{k}"] = _nanmean(vs)
+            # NaN (undefined for a one-class domain) is skipped; <k>_covers says over how many targets the mean ran
+            out[f"{stage}/mean/{k}"], out[f"{stage}/mean/{k}_covers"] = _nanmean(vs)
         if thr is not None:
             out[f"{stage}/threshold_honest"] = float(thr)
         if stage == "val" and self.select_on_targets:
@@ -360,8 +396,17 @@ class FASMetricsCallback(Callback):
         ):
             rows = [domains[n][mode] for n in targets if domains[n][mode] is not None]
             if rows:
-                mean[mode] = {k: _nanmean([r[k] for r in rows]) for k in keys}
-                mean[mode]["tpr_at_fpr"] = {t: _nanmean([r["tpr_at_fpr"][t] for r in rows]) for t in self.fpr_targets}
+                covers: dict[str, Any] = {}
+                for k in keys:
+                    mean[mode][k], covers[k] = _nanmean([r[k] for r in rows])
+                tpr, covers["tpr_at_fpr"] = {}, {}
+                for t in self.fpr_targets:
+                    tpr[t], covers["tpr_at_fpr"][t] = _nanmean([r["tpr_at_fpr"][t] for r in rows])
+                mean[mode]["tpr_at_fpr"] = tpr
+                for k in iso_scalars(rows[0]):
+                    mean[mode][k], covers[k] = _nanmean([iso_scalars(r)[k] for r in rows])
+                mean[mode]["n_targets"] = len(rows)
+                mean[mode]["covers"] = covers  # how many targets each mean covers (undefined = NaN is skipped)
         ckpt = trainer.checkpoint_callback
         best = getattr(ckpt, "best_model_score", None)
         ckpt_monitor = getattr(ckpt, "monitor", None)
@@ -389,6 +434,9 @@ class FASMetricsCallback(Callback):
                 "honest": "one threshold chosen on the source loader and applied unchanged to every domain",
             },
             "grid_density": self.grid_density,
+            "video_mean": {"paper": domains[next(iter(domains))]["paper"]["video_mean"] if domains else None,
+                           "honest": self.video_mean or "float64"},
+            "tpr_rule": self.tpr_rule,
             "fpr_targets": list(self.fpr_targets),
             "source": source,
             "targets": targets,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,9 +40,26 @@ from .taxonomy import content_index, style_index
 from .transforms import FaceTransform, ImageSpec, estimate_camera_quality
 
 __all__ = ["DomainSpec", "FASDataModule", "FASDataset", "FASSampler", "EvalSampler", "fas_collate", "sampler_resume_state",
-           "model_image_spec", "make_loader", "eval_loaders", "domain_records", "select_domain", "select_records"]
+           "model_image_spec", "make_loader", "eval_loaders", "domain_records", "select_domain", "select_records",
+           "EmptySplitError", "require_files"]
 
 log = logging.getLogger(__name__)
+
+
+class EmptySplitError(FileNotFoundError):
+    """Not one file of a split exists (a moved manifest, an unmounted disk): stop before training on nothing."""
+
+
+def require_files(records: dict[str, list[SampleRecord]]) -> None:
+    """Raise :class:`EmptySplitError` for the first split none of whose files exists (stops at the first file found,
+    so a healthy split costs one ``stat``)."""
+    for name, recs in records.items():
+        if recs and not any(os.path.exists(r.path) for r in recs):
+            first = ", ".join(r.path for r in recs[:3])
+            raise EmptySplitError(
+                f"split {name!r}: none of its {len(recs)} files exists (first: {first}). Likely cause: the data or its "
+                "manifest moved, or its disk is not mounted (manifest paths are relative to the manifest's "
+                "directory; `root:` entries to the directory fasvlm runs in)")
 
 SOURCE_NAME = "source"
 
@@ -269,6 +287,10 @@ class FASDataModule(L.LightningDataModule):
         image_size: only used when the model exposes no ``image_spec`` (the model's spec wins).
         infer_camera_quality: fill missing camera quality of source samples with the image-based rule
             (:func:`~fasvlm.data_modules.transforms.estimate_camera_quality`).
+        color_jitter: (brightness, contrast, saturation) of a training ColorJitter (None: off; the published
+            InstructFLIP uses (0.2, 0.2, 0.2)); see :class:`~fasvlm.data_modules.transforms.FaceTransform`.
+        captions: the SCF captions table of these sources (``<out>/captions.parquet`` of ``fasvlm caption scf``,
+            keyed by sample id); read by methods that train on captions (I-FAS), ignored by the others.
     """
 
     def __init__(
@@ -289,8 +311,11 @@ class FASDataModule(L.LightningDataModule):
         persistent_workers: bool = True,
         prefetch_factor: int = 2,
         seed: int = 0,
+        color_jitter: tuple[float, float, float] | None = None,
+        captions: str | None = None,
     ):
         super().__init__()
+        self.color_jitter, self.captions = color_jitter, captions
         if not targets:
             raise ValueError("FASDataModule needs at least one target domain")
         names = [t.name for t in targets]
@@ -344,8 +369,13 @@ class FASDataModule(L.LightningDataModule):
         if self._records is None:
             self._records = self._build_records()
             self._log_counts()
+        # the splits this stage reads: fit -> train + source val; validate -> source val; test/predict -> targets
+        wanted = {"fit": ("train", SOURCE_NAME), "validate": (SOURCE_NAME,)}.get(stage or "")
+        require_files({k: v for k, v in self._records.items()
+                       if (k in wanted if wanted else k not in ("train", SOURCE_NAME))})
         spec = self._image_spec()
-        self._train_tf = FaceTransform(spec.size, spec.mean, spec.std, train=self.augment, margin=self.margin)
+        self._train_tf = FaceTransform(spec.size, spec.mean, spec.std, train=self.augment, margin=self.margin,
+                                       color_jitter=self.color_jitter)
         self._eval_tf = FaceTransform(spec.size, spec.mean, spec.std, train=False, margin=self.margin)
 
     def _log_counts(self) -> None:

@@ -28,7 +28,7 @@ def to_llava(rows: Sequence[dict]) -> list[dict]:
                                    {"from": "gpt", "value": r["answer"]}],
                  "task": r["task"], "sample_id": r["sample_id"], "label": int(r["label"]), "attack": r["attack"],
                  "origin": r.get("origin", "mllm"), "width": r.get("width"), "height": r.get("height")}
-        for k in ("clip_score", "judge_margin", "box_from"):
+        for k in ("clip_score", "judge_margin", "box_from", "box_verified"):
             v = r.get(k)
             if v is not None and not (isinstance(v, float) and math.isnan(v)):
                 entry[k] = v

@@ -6,16 +6,22 @@ What ``--out DIR`` holds afterwards:
 
 - ``manifest.parquet``: one :class:`~fasvlm.data_modules.record.SampleRecord` per crop; ``path`` is relative to DIR
   (``crops/...``). Video frames keep the adapter's ``video`` id and get ``frame`` = the frame index in the video.
-  ``extra`` adds ``crop`` ("box" | "detector" | "center" | "full", see :mod:`fasvlm.data_modules.faces`), ``source``
-  (the raw file relative to ``--root``), ``source_bbox`` (the face box in raw pixels), ``num_frames`` for videos, and
-  ``channel`` when it is not RGB. ``bbox`` is the face box in crop pixels (None for centre and full crops).
+  ``extra`` adds ``crop`` (the source of the face: "box" shipped by the release | "detector" (dlib) | "haar" |
+  "center" | "full", tried in that order, see :mod:`fasvlm.data_modules.faces`), ``detector`` (which one found it:
+  "release", "dlib", "dlib_cnn", "haar"), ``align`` ("none" | "five_point") and ``landmarks`` (dlib's 5 points in raw
+  pixels, with ``--align five_point``), ``source`` (the raw file relative to ``--root``), ``source_bbox`` (the face
+  box in raw pixels), ``num_frames`` for videos, and ``channel`` when it is not RGB. ``bbox`` is the face box in crop
+  pixels (for aligned crops: the bounding box of the warped box; None for centre and full crops).
 - ``crops/<raw path relative to --root, suffix dropped>/<frame:05d>.png`` for videos (and for several records that
   share one raw file), ``crops/<raw path, suffix dropped>.png`` for images and frame files.
-- ``summary.json`` (counts per split/label/attack, crop kinds, failures, settings), ``failures.csv`` (path, video,
+- ``summary.json`` (counts per split/label/attack, crop sources overall and per split and label (``crop_by_split``),
+  alignment, failures, the adapter's ``index_report`` (e.g. list conflicts, missing images, protocols that cannot be
+  built), settings including ``detector_order``), ``failures.csv`` (path, video,
   reason: unreadable media, no face with ``--no-face skip``), ``unknown_files.txt`` (files that match no naming rule of
   the adapter), and ``.prepare/`` (settings and the done-list that makes a second run skip finished items).
 
-``--index-only`` writes the adapter's records as they are (absolute raw paths, videos as one record with
+``--show-layout`` prints the dataset's expected tree and options and exits (docs/datasets.md has, per dataset, where
+to obtain it, its licence and the folder to pass as ``--root``). ``--index-only`` writes the adapter's records as they are (absolute raw paths, videos as one record with
 ``frame = -1``) without opening any media.
 """
 
@@ -43,11 +49,14 @@ import numpy as np
 
 from . import faces as _faces
 from . import video as _video
-from .adapters import LayoutError, adapter_names, get_adapter
+from .adapters import LayoutError, adapter_names, check_options, get_adapter
 from .record import SampleRecord, count_by, resolve_bbox, write_manifest
 from .workers import worker_context
 
-__all__ = ["PrepareOptions", "PrepareResult", "PrepareError", "prepare", "build_parser", "main"]
+__all__ = [
+    "PrepareOptions", "PrepareResult", "PrepareError", "prepare", "build_parser", "main", "show_layout",
+    "resolve_detector", "detector_order",
+]
 
 MANIFEST = "manifest.parquet"
 SUMMARY = "summary.json"
@@ -60,6 +69,7 @@ CHANNELS = ("rgb", "depth", "ir")
 # ``PRECROPPED = True/False`` to override.
 PRECROPPED_DATASETS = frozenset({"wmca", "casia_surf", "casia_cefa", "hifimask", "padisi_face"})
 FORMATS = ("png", "jpg")
+ALIGNS = ("none", "five_point")
 
 
 class PrepareError(ValueError):
@@ -78,7 +88,9 @@ class PrepareOptions:
     size: int = 224
     margin: float = 0.2
     channels: str = "rgb"
-    detector: str = "haar"  # "haar" | "none"
+    detector: str = "auto"  # faces.DETECTORS: auto (dlib with the faces extra, else haar) | dlib | dlib_cnn | haar | none
+    align: str = "none"  # "none" (square box crop with --margin) | "five_point" (similarity to the template; dlib)
+    align_padding: float = _faces.FIELD_PADDING  # template padding of --align five_point (InstructFLIP: 0.37)
     no_face: str = "center"  # "center" (crop the centre, flagged) | "skip" (listed in failures.csv)
     crop: str = "auto"  # "auto" (full for PRECROPPED_DATASETS, else face) | "face" | "full"
     image_format: str = "png"
@@ -97,7 +109,9 @@ class PrepareOptions:
             (self.size > 0, "--size must be positive"),
             (self.margin > -1.0, "--margin must be > -1 (0.2 = 20% larger than the face box)"),
             (self.channels in CHANNELS, f"--channels must be one of {CHANNELS}"),
-            (self.detector in ("haar", "none"), "--detector must be haar or none"),
+            (self.detector in _faces.DETECTORS, f"--detector must be one of {_faces.DETECTORS}"),
+            (self.align in ALIGNS, f"--align must be one of {ALIGNS}"),
+            (self.align_padding >= 0, "--align-padding must be >= 0"),
             (self.no_face in ("center", "skip"), "--no-face must be center or skip"),
             (self.crop in ("auto", "face", "full"), "--crop must be auto, face or full"),
             (self.image_format in FORMATS, f"--format must be one of {FORMATS}"),
@@ -218,21 +232,33 @@ def _build_jobs(records: list[SampleRecord], root: Path, options: PrepareOptions
 
 
 class _Worker:
-    """Per-process state: the adapter (for ``read_faces``), the lazily built detector and the settings."""
+    """Per-process state: the adapter (for ``read_faces``), the lazily built detectors and the settings."""
 
     def __init__(self, adapter: ModuleType, options: PrepareOptions, crop_mode: str, out: Path):
         self.adapter, self.options, self.crop_mode, self.out = adapter, options, crop_mode, out
-        self._detector: _faces.HaarFaceDetector | None = None
+        self._detectors: list[tuple[str, Any]] | None = None
+        self._landmarks: _faces.FiveLandmarks | None = None
         read_faces = getattr(adapter, "read_faces", None)
         self._read_faces = functools.lru_cache(maxsize=64)(read_faces) if read_faces else None
 
     @property
-    def detector(self) -> _faces.HaarFaceDetector | None:
-        if self.options.detector == "none":
-            return None
-        if self._detector is None:
-            self._detector = _faces.HaarFaceDetector()
-        return self._detector
+    def detectors(self) -> list[tuple[str, Any]]:
+        """``(crop flag, detector)`` in the order tried: the chosen detector ("detector"), then Haar ("haar")."""
+        if self._detectors is None:
+            name = self.options.detector  # resolved by prepare(): never "auto" here
+            chain: list[tuple[str, Any]] = []
+            if name in ("dlib", "dlib_cnn"):
+                chain.append(("detector", _faces.make_detector(name)))
+            if name != "none":
+                chain.append(("haar", _faces.HaarFaceDetector()))
+            self._detectors = chain
+        return self._detectors
+
+    @property
+    def landmarks(self) -> _faces.FiveLandmarks:
+        if self._landmarks is None:
+            self._landmarks = _faces.FiveLandmarks()
+        return self._landmarks
 
     def face_boxes(self, rec: SampleRecord) -> tuple[dict[int, Any], str | None]:
         face_file = rec.extra.get("face_file")
@@ -243,22 +269,38 @@ class _Worker:
         except Exception as err:  # a broken face file falls back to the detector, and says so in the manifest
             return {}, f"{type(err).__name__}: {err}"
 
-    def crop(self, image: np.ndarray, box) -> tuple[np.ndarray | None, str, Any, Any]:
-        """(crop, flag, box in crop pixels, box in raw pixels); crop None when --no-face skip found no face."""
-        size = self.options.size
-        if self.crop_mode == "full":
-            return _faces.resize_full(image, size), "full", None, None
+    def find_face(self, image: np.ndarray, box) -> tuple[_faces.Face | None, str]:
+        """The face to crop and its source flag: the shipped box, else each detector in turn; (None, "none")."""
         h, w = image.shape[:2]
         found = _faces.clean_box(box, w, h)
-        flag = "box"
-        if found is None and self.detector is not None:
-            found, flag = _faces.clean_box(self.detector.detect(image), w, h), "detector"
         if found is not None:
-            crop, crop_box = _faces.crop_box(image, found, size, self.options.margin)
-            return crop, flag, crop_box, found
-        if self.options.no_face == "skip":
-            return None, "none", None, None
-        return _faces.crop_center(image, size), "center", None, None
+            return _faces.Face(found, None, 1.0, "release"), "box"
+        for flag, detector in self.detectors:
+            faces = detector.detect_faces(image)
+            if faces:
+                return faces[0], flag
+        return None, "none"
+
+    def crop(self, image: np.ndarray, box) -> tuple[np.ndarray | None, str, Any, Any, dict[str, Any]]:
+        """(crop, flag, box in crop pixels, box in raw pixels, manifest extras); crop None when --no-face skip found
+        no face. Extras: ``detector`` (which detector found the face) and ``align`` ("five_point" | "none")."""
+        size = self.options.size
+        if self.crop_mode == "full":
+            return _faces.resize_full(image, size), "full", None, None, {}
+        face, flag = self.find_face(image, box)
+        if face is None:
+            if self.options.no_face == "skip":
+                return None, "none", None, None, {}
+            return _faces.crop_center(image, size), "center", None, None, {"align": "none"}
+        info: dict[str, Any] = {"detector": face.detector, "align": "none"}
+        if self.options.align == "five_point":
+            if face.landmarks is None:
+                face = _faces.with_landmarks(face, self.landmarks(image, face.box))
+            crop, matrix = _faces.align_array(image, face, size, self.options.align_padding)
+            info.update(align="five_point", landmarks=[[round(float(v), 1) for v in p] for p in face.landmarks])
+            return crop, flag, _faces.transform_box(face.box, matrix), face.box, info
+        crop, crop_box = _faces.crop_box(image, face.box, size, self.options.margin)
+        return crop, flag, crop_box, face.box, info
 
     def write(self, rel: str, image: np.ndarray) -> None:
         import cv2
@@ -310,15 +352,23 @@ class _Worker:
         o = self.options
         rec0 = job.records[0]
         rule = o.frames or "ssdg"
+        asked: list[int] = []  # the frame counts sampling was asked for: the header's first, then the decoded one
+
+        def pick(n: int) -> list[int]:
+            asked.append(n)
+            return _video.sample_indices(n, rule, o.num_frames, o.max_frame)
+
         try:
-            n, frames = _video.read_video_frames(
-                job.source, lambda n: _video.sample_indices(n, rule, o.num_frames, o.max_frame)
-            )
+            n, frames = _video.read_video_frames(job.source, pick)
         except _video.VideoReadError as err:
             return _Outcome(job.key, [], [(job.source, rec0.video, f"unreadable video: {err}")])
         if not frames:
             return _Outcome(job.key, [], [(job.source, rec0.video, "no frames: the video is empty")])
-        return self._crop_frames(job, frames, {"num_frames": n, "source_media": "video"})
+        outcome = self._crop_frames(job, frames, {"num_frames": n, "source_media": "video"})
+        if asked and n < asked[0]:  # listed, frames kept: sampled again from the frames that decode
+            outcome.failures.append((job.source, rec0.video, f"truncated video: header {asked[0]} frames, "
+                                     f"{n} decodable; sampled frames {sorted(frames)} of those"))
+        return outcome
 
     def _run_media(self, job: _Job) -> _Outcome:
         """A container read by the adapter's ``read_media(record, channel) -> {frame: HxWx3 uint8}``."""
@@ -351,13 +401,13 @@ class _Worker:
             box = _record_box(rec0, image)
             if box is None:
                 box = _faces.nearest_box(boxes, index)
-            crop, flag, crop_box, raw_box = self.crop(image, box)
+            crop, flag, crop_box, raw_box, info = self.crop(image, box)
             if crop is None:
                 failures.append((job.source, rec0.video, f"no face in frame {index}"))
                 continue
             rel = f"{job.crop_base}/{index:05d}.{self.options.image_format}"
             self.write(rel, crop)
-            records += self.output(job, rel, index, flag, crop_box, raw_box, extra)
+            records += self.output(job, rel, index, flag, crop_box, raw_box, {**extra, **info})
         return _Outcome(job.key, records, failures)
 
     def _run_image(self, job: _Job) -> _Outcome:
@@ -374,7 +424,8 @@ class _Worker:
             box = _faces.nearest_box(boxes, rec0.frame, max_gap=0)
             if face_error:
                 extra["face_file_error"] = face_error
-        crop, flag, crop_box, raw_box = self.crop(image, box)
+        crop, flag, crop_box, raw_box, info = self.crop(image, box)
+        extra.update(info)
         if crop is None:
             return _Outcome(job.key, [], [(job.source, rec0.video, "no face")])
         if job.per_frame:
@@ -451,6 +502,30 @@ def _results(pool, jobs: list[_Job], adapter: ModuleType, options: PrepareOption
 # ---------------------------------------------------------------------------------------------------- state files
 
 
+def resolve_detector(name: str) -> str:
+    """``--detector auto`` -> ``dlib`` when the ``faces`` extra is installed, else ``haar``; other names as given."""
+    return ("dlib" if _faces.dlib_available() else "haar") if name == "auto" else name
+
+
+def detector_order(detector: str, crop_mode: str = "face") -> list[str]:
+    """The sources tried for each crop, in order (summary.json ``settings.detector_order``)."""
+    if crop_mode == "full":
+        return ["full"]
+    chain = ["box"] + ({"dlib": ["dlib"], "dlib_cnn": ["dlib_cnn"]}.get(detector, []))
+    return chain + (["haar"] if detector != "none" else []) + ["center"]
+
+
+def _resolve_faces(options: PrepareOptions, crop_mode: str) -> PrepareOptions:
+    """Resolve ``--detector auto``; refuse dlib or ``--align five_point`` without the ``faces`` extra."""
+    detector = resolve_detector(options.detector)
+    needs_dlib = detector in ("dlib", "dlib_cnn") or (options.align == "five_point" and crop_mode != "full")
+    if needs_dlib and not _faces.dlib_available():
+        what = f"--detector {detector}" if detector in ("dlib", "dlib_cnn") else "--align five_point (landmarks)"
+        raise PrepareError(f"{what} needs the faces extra (dlib-bin and face-recognition-models): "
+                           "pip install 'fasvlm[faces]', or use --detector haar --align none")
+    return dataclasses.replace(options, detector=detector)
+
+
 def _settings(name: str, root: Path, options: PrepareOptions, crop_mode: str, adapter_options: dict) -> dict:
     return {
         "dataset": name,
@@ -463,6 +538,9 @@ def _settings(name: str, root: Path, options: PrepareOptions, crop_mode: str, ad
         "margin": options.margin,
         "channels": options.channels,
         "detector": options.detector,
+        "detector_order": detector_order(options.detector, crop_mode),
+        "align": options.align,
+        "align_padding": options.align_padding if options.align == "five_point" else None,
         "no_face": options.no_face,
         "crop": crop_mode,
         "format": options.image_format,
@@ -569,6 +647,10 @@ def prepare(
     out = Path(out).absolute()
     if not root.is_dir():
         raise LayoutError(name, root, "directory does not exist", getattr(adapter, "EXPECTED_LAYOUT", ""))
+    try:
+        check_options(adapter, adapter_options)
+    except TypeError as err:
+        raise PrepareError(f"{err} (pass them as --adapter-option KEY=VALUE)") from err
     result = adapter.index(root, **adapter_options)
     out.mkdir(parents=True, exist_ok=True)
     warn = _console(stderr=True)
@@ -581,10 +663,15 @@ def prepare(
         )
     elif unknown_path.exists():
         unknown_path.unlink()
+    for key, value in result.report.items():
+        from rich.markup import escape
+
+        warn.print(f"[yellow]warning:[/] {name} index: {key}: {escape(json.dumps(value))} (also in {out / SUMMARY})")
 
     if options.index_only:
         records = [dataclasses.replace(r, path=str(_abs(r.path, root))) for r in result.records]
-        return _finish(out, name, root, records, [], result.unknown, 0, 0, options, {}, started, index_only=True)
+        return _finish(out, name, root, records, [], result.unknown, 0, 0, options, {}, started, index_only=True,
+                       report=result.report)
 
     crop_mode = options.crop
     if crop_mode == "auto":
@@ -595,6 +682,7 @@ def prepare(
             f"{name} records carry no {options.channels!r} channel (extra[{options.channels!r}]); "
             f"available: rgb{''.join(', ' + a for a in available)}"
         )
+    options = _resolve_faces(options, crop_mode)
     settings = _settings(name, root, options, crop_mode, adapter_options)
     done_path = _check_state(out, settings, options)
     done = _load_done(done_path)
@@ -639,7 +727,8 @@ def prepare(
         failures += outcome.failures
     for rec in missing_channel:
         failures.append((rec.path, rec.video, f"no {options.channels} channel for this record"))
-    return _finish(out, name, root, records, failures, result.unknown, len(todo), skipped, options, settings, started)
+    return _finish(out, name, root, records, failures, result.unknown, len(todo), skipped, options, settings, started,
+                   report=result.report)
 
 
 def _finish(
@@ -655,10 +744,12 @@ def _finish(
     settings: dict,
     started: float,
     index_only: bool = False,
+    report: dict | None = None,
 ) -> PrepareResult:
     write_manifest(records, out / MANIFEST)
     _write_failures(out / FAILURES, failures)
     summary = _summary(name, root, out, records, failures, unknown, processed, skipped, settings, index_only)
+    summary["index_report"] = report or {}
     summary["elapsed_s"] = round(time.perf_counter() - started, 3)
     (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     if options.progress:
@@ -694,12 +785,24 @@ def _summary(name, root, out, records, failures, unknown, processed, skipped, se
         "by_split": by_split,
         "protocols": {p: dict(sorted(c.items())) for p, c in sorted(protocols.items())},
         "crop": dict(sorted(Counter(r.extra.get("crop", "none") for r in records).items())) if not index_only else {},
+        "crop_by_split": {} if index_only else _crop_by_split(records),
+        "align": {} if index_only else dict(sorted(Counter(r.extra.get("align", "none") for r in records).items())),
         "failures": len(failures),
         "failures_by_reason": dict(sorted(reasons.items())),
         "unknown_files": len(unknown),
         "items": {"processed": processed, "skipped_done": skipped},
         "settings": settings,
     }
+
+
+def _crop_by_split(records: list[SampleRecord]) -> dict[str, dict[str, dict[str, int]]]:
+    """{split: {"live"|"attack": {crop source: count}}}: how many crops came from the shipped box, the detector,
+    Haar, the centre fallback (or whole-image resizes)."""
+    out: dict[str, dict[str, Counter]] = {}
+    for rec in records:
+        by_label = out.setdefault(rec.split, {"live": Counter(), "attack": Counter()})
+        by_label["live" if rec.label == 0 else "attack"][str(rec.extra.get("crop", "none"))] += 1
+    return {split: {lab: dict(sorted(c.items())) for lab, c in v.items()} for split, v in sorted(out.items())}
 
 
 def _print_summary(summary: dict) -> None:
@@ -713,7 +816,13 @@ def _print_summary(summary: dict) -> None:
     console = _console()
     console.print(table)
     if summary["crop"]:
-        console.print("crops: " + ", ".join(f"{k} {v}" for k, v in summary["crop"].items()))
+        order = " -> ".join(summary["settings"].get("detector_order", []))
+        console.print("crops: " + ", ".join(f"{k} {v}" for k, v in summary["crop"].items())
+                      + (f"   (tried in order: {order})" if order else ""))
+        for split, by_label in summary["crop_by_split"].items():
+            console.print(f"  {split}: " + "; ".join(
+                f"{lab} " + ", ".join(f"{k} {v}" for k, v in c.items()) for lab, c in by_label.items() if c))
+
     console.print(
         f"failures: {summary['failures']} {summary['failures_by_reason'] or ''} unknown files: "
         f"{summary['unknown_files']}  items processed: {summary['items']['processed']}, skipped (done earlier): "
@@ -723,6 +832,21 @@ def _print_summary(summary: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------ CLI
+
+
+def show_layout(dataset: str) -> str:
+    """What ``--show-layout`` prints: the adapter's expected tree, the folder to pass as ``--root`` and its options
+    (read from the adapter module; no file is opened)."""
+    from .adapters import index_options
+
+    adapter = get_adapter(dataset)
+    options = ", ".join(f"{k}={p.default!r}" for k, p in index_options(adapter).items())
+    return (
+        f"{dataset}: {getattr(adapter, 'DESCRIPTION', '')}\n"
+        f"Expected tree (pass the folder shown as <root> with --root):\n{adapter.EXPECTED_LAYOUT.rstrip()}\n"
+        f"Adapter options (--adapter-option KEY=VALUE): {options or 'none'}\n"
+        f"Where to obtain it, its licence and notes: docs/datasets.md#{dataset.replace('_', '-')}"
+    )
 
 
 def _dataset_epilog() -> str:
@@ -756,8 +880,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--dataset", required=True, choices=names, metavar="NAME", help="one of: " + ", ".join(names))
-    parser.add_argument("--root", required=True, type=Path, help="the release's top directory (official layout)")
-    parser.add_argument("--out", required=True, type=Path, help="output directory, e.g. data/prepared/<dataset>")
+    parser.add_argument("--root", type=Path, help="the release's top directory (official layout; --show-layout)")
+    parser.add_argument("--out", type=Path, help="output directory, e.g. data/prepared/<dataset>")
+    parser.add_argument(
+        "--show-layout", action="store_true",
+        help="print the dataset's expected tree and the folder to pass as --root, then exit (reads nothing)",
+    )
     parser.add_argument("--index-only", action="store_true", help="only write the manifest of the index; open no media")
     parser.add_argument(
         "--frames",
@@ -774,7 +902,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--channels", choices=CHANNELS, default="rgb", help="which channel of multi-modal releases")
     parser.add_argument(
-        "--detector", choices=("haar", "none"), default="haar", help="face detector when the release ships no box"
+        "--detector",
+        choices=_faces.DETECTORS,
+        default="auto",
+        help="face detector when the release ships no box: dlib (HOG, faces extra), dlib_cnn (MMOD CNN, slower), "
+        "haar (OpenCV), none; auto = dlib when the faces extra is installed, else haar. Haar is always the fallback "
+        "after dlib, then the flagged centre crop",
+    )
+    parser.add_argument(
+        "--align",
+        choices=ALIGNS,
+        default="none",
+        help="none: square crop around the box (--margin); five_point: similarity transform of dlib's eye centres "
+        "and nose to the field's MTCNN template (faces extra; see docs/datasets.md)",
+    )
+    parser.add_argument(
+        "--align-padding", type=float, default=_faces.FIELD_PADDING,
+        help=f"template padding of --align five_point (default {_faces.FIELD_PADDING}, InstructFLIP's)",
     )
     parser.add_argument(
         "--no-face",
@@ -811,7 +955,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fasvlm prepare``; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.show_layout:
+        print(show_layout(args.dataset))
+        return 0
+    missing = [flag for flag, value in (("--root", args.root), ("--out", args.out)) if value is None]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)} (or --show-layout)")
     try:
         options = PrepareOptions(
             index_only=args.index_only,
@@ -822,6 +973,8 @@ def main(argv: list[str] | None = None) -> int:
             margin=args.margin,
             channels=args.channels,
             detector=args.detector,
+            align=args.align,
+            align_padding=args.align_padding,
             no_face=args.no_face,
             crop=args.crop,
             image_format=args.image_format,

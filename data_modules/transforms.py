@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageEnhance
 
-__all__ = ["CLIP_MEAN", "CLIP_STD", "ImageSpec", "FaceTransform", "square_box", "estimate_camera_quality"]
+__all__ = ["CLIP_MEAN", "CLIP_STD", "ImageSpec", "FaceTransform", "color_jitter", "square_box",
+           "estimate_camera_quality"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -47,16 +48,39 @@ def square_box(box: tuple[int, int, int, int] | None, width: int, height: int, m
     return (cx - side / 2.0, cy - side / 2.0, cx + side / 2.0, cy + side / 2.0)
 
 
+def color_jitter(image: Image.Image, brightness: float, contrast: float, saturation: float,
+                 rng: np.random.Generator) -> Image.Image:
+    """torchvision ``ColorJitter(brightness, contrast, saturation, hue=0)`` on a PIL image, without torchvision.
+
+    As torchvision's PIL path: the three adjustments run in a random order, each with a factor drawn uniformly from
+    ``[max(0, 1 - v), 1 + v]`` (a value of 0 skips it), through ``PIL.ImageEnhance`` ``Brightness`` (blend with
+    black), ``Contrast`` (blend with the mean grey level) and ``Color`` (blend with the greyscale image). The
+    published InstructFLIP training transform uses ``ColorJitter(0.2, 0.2, 0.2, 0)``. Draws come from ``rng``.
+    """
+    ops = (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color)
+    amounts = (brightness, contrast, saturation)
+    for i in rng.permutation(3):
+        if amounts[i] > 0:
+            factor = float(rng.uniform(max(0.0, 1.0 - amounts[i]), 1.0 + amounts[i]))
+            image = ops[i](image).enhance(factor)
+    return image
+
+
 class FaceTransform:
     """Crop the face (box + margin), augment (train only), resize to ``size`` and normalise.
 
     Train augmentation is deliberately mild: a small shift/scale jitter of the crop and a horizontal flip. Colour
-    jitter is off by default because colour gamut and gamma are themselves spoof cues (prints, screens).
+    jitter is off by default because colour gamut and gamma are themselves spoof cues (prints, screens);
+    ``color_jitter=(0.2, 0.2, 0.2)`` gives the published InstructFLIP's ``ColorJitter(0.2, 0.2, 0.2, 0)``.
     """
 
     def __init__(self, size: int, mean: Sequence[float], std: Sequence[float], *, train: bool = False,
-                 margin: float = 0.2, jitter: float = 0.08, flip: bool = True):
+                 margin: float = 0.2, jitter: float = 0.08, flip: bool = True,
+                 color_jitter: tuple[float, float, float] | None = None):
         self.size, self.train, self.margin, self.jitter, self.flip = int(size), train, margin, jitter, flip
+        if color_jitter is not None and (len(color_jitter) != 3 or min(color_jitter) < 0):
+            raise ValueError(f"color_jitter is (brightness, contrast, saturation) >= 0, got {color_jitter}")
+        self.color_jitter = tuple(color_jitter) if color_jitter is not None else None
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
 
@@ -73,6 +97,8 @@ class FaceTransform:
         crop = image.resize((self.size, self.size), Image.BICUBIC, box=(x1, y1, x2, y2)) if _inside(
             (x1, y1, x2, y2), image) else image.crop(tuple(round(v) for v in (x1, y1, x2, y2))).resize(
             (self.size, self.size), Image.BICUBIC)
+        if self.train and self.color_jitter is not None and rng is not None:
+            crop = color_jitter(crop, *self.color_jitter, rng)
         arr = np.asarray(crop, dtype=np.float32) / 255.0  # (S, S, 3)
         if self.train and self.flip and rng is not None and rng.random() < 0.5:
             arr = arr[:, ::-1]

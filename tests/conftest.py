@@ -85,13 +85,18 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
 def wheel_site(tmp_path_factory) -> Path:
     """The project built as a wheel and installed into an empty target directory (no package-dir mapping: there,
     fasvlm.data_modules and fasvlm.callbacks are plain subpackages). Returns the target directory."""
+    import shutil
     import subprocess
     import sys
 
     base = tmp_path_factory.mktemp("wheel")
+    # build from a copy: an in-tree build leaves build/lib behind, whose stale modules a later wheel would ship
+    src = base / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv", "runs", "data", "build", "dist",
+                                                             "*.egg-info", "__pycache__", ".whl-gpu", "lightning_logs"))
     dist = base / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
-                    str(REPO)], check=True)
+                    str(src)], check=True)
     (wheel,) = dist.glob("fasvlm-*.whl")
     target = base / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],

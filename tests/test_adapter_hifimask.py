@@ -47,15 +47,34 @@ def test_index_labels_materials_and_style(tmp_path):
 def test_derived_protocols(tmp_path):
     expected = release.make_release(tmp_path, frames=1)
     videos = _by_video(index_dataset("hifimask", tmp_path).records)
-    for name, (split, type_id, scene, light, sensor) in expected["videos"].items():
+    for name, (split, type_id, *_setting) in expected["videos"].items():
         protocols = videos[name].extra["protocols"]
         for k in (1, 2, 3):
             if split == "test":
                 assert protocols.get(f"2_{k}") == ("test" if type_id in (0, k) else None)
             else:
                 assert protocols.get(f"2_{k}") == (None if type_id == k else _SPLIT[split])
-        p3_ok = type_id in (0, 1, 3) and (scene, light, sensor) in release.SETTINGS[:2]
-        assert protocols.get("3") == ("test" if split == "test" else _SPLIT[split] if p3_ok else None)
+        assert "3" not in protocols  # never derived (issue 15 finding 2)
+
+
+def test_protocol_3_without_its_lists_is_reported_unavailable(tmp_path):
+    release.make_release(tmp_path, frames=1)
+    result = index_dataset("hifimask", tmp_path)
+    assert not any("3" in r.extra["protocols"] for r in result.records)
+    assert "CASIA_HiFiMask@p3_video_{train,dev,test}.txt" in result.report["unavailable_protocols"]["3"]
+
+
+def test_protocol_3_comes_only_from_its_lists(tmp_path):
+    """The official P3 keeps transparent masks of only some subjects: membership follows the lists exactly, also
+    where a type/scene/light/sensor filter would say otherwise."""
+    expected = release.make_release(tmp_path, frames=1, p3_lists=True)
+    result = index_dataset("hifimask", tmp_path)
+    assert "unavailable_protocols" not in result.report
+    got = {r.video.split("/")[-1]: r.extra["protocols"].get("3") for r in result.records}
+    assert {n: s for n, s in got.items() if s is not None} == {n: _SPLIT[s] for n, s in expected["p3"].items()}
+    # subject 2 (train) has transparent masks in P1 but not in P3; subject 1 keeps them
+    assert got["3_02_1_1_1_1"] is None and got["2_01_1_1_1_1"] == "train"
+    assert got["3_02_0_1_1_1"] == "train"
 
 
 def test_lists_win_over_derivation(tmp_path):

@@ -34,9 +34,22 @@ def test_v2_layout(tmp_path):
     records = index_dataset("hkbu_mars", tmp_path).records
     assert Counter((r.subject, r.label) for r in records) == {("03", 0): 42, ("03", 1): 42, ("04", 0): 42,
                                                               ("04", 1): 42}
-    rec = {r.video: r for r in records}["attack/04/07_06_04"]
+    rec = {r.video: r for r in records}["attack/04/07_06_4"]
     assert (rec.extra["camera"], rec.extra["light"], rec.attack) == (7, 6, "mask_3d")
     assert set(rec.extra["protocols"]) == {"loo_03", "loo_04"}
+
+
+def test_v2_released_names_with_one_digit_subject(tmp_path):
+    """Issue 15 finding 3: the release writes ``attack/09/01_01_9`` (one-digit subject in the stem) and two-digit
+    subjects as ``12``; camera and light must be read from both, and a padded ``01_01_09`` still works."""
+    for rel in ("attack/09/01_01_9.avi", "real/09/03_05_9.avi", "attack/12/07_06_12.avi", "real/02/02_02_02.avi"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    result = index_dataset("hkbu_mars", tmp_path)
+    assert result.unknown == []
+    got = {r.video: (r.subject, r.label, r.extra.get("camera"), r.extra.get("light")) for r in result.records}
+    assert got == {"attack/09/01_01_9": ("09", 1, 1, 1), "real/09/03_05_9": ("09", 0, 3, 5),
+                   "attack/12/07_06_12": ("12", 1, 7, 6), "real/02/02_02_02": ("02", 0, 2, 2)}
 
 
 def test_unknown_files_reported(tmp_path):

@@ -1,4 +1,8 @@
-"""MSU-MFSD adapter against fake releases in the official layout (index only, placeholder media)."""
+"""MSU-MFSD adapter against fake releases in the official layout (index only, placeholder media).
+
+The release layout (``scene01/real``, ``scene01/attack``, subject lists at the top) is the one of the real file list
+(e.g. the MSU-MFSD preprocessing scripts of public FAS repositories read ``<MSU>/scene01/real`` and
+``<MSU>/train_sub_list.txt``); the official subject ids below are the published lists."""
 
 from collections import Counter
 
@@ -39,20 +43,48 @@ def test_records_and_faces(tmp_path):
     assert 1 not in faces and faces[0] == BOX and len(faces) == 9
 
 
+def test_release_layout_on_disk(tmp_path):
+    """Issue 15 finding 1: the synthetic release writes the real layout, and --root <release> reads it."""
+    make_release(tmp_path, subjects=(2, 1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.txt", "scene01", "test_sub_list.txt",
+                                                          "train_sub_list.txt"]
+    assert (tmp_path / "scene01/real/real_client002_android_SD_scene01.mp4").is_file()
+    assert (tmp_path / "scene01/real/real_client002_android_SD_scene01.face").is_file()
+    assert (tmp_path / "scene01/attack/attack_client001_laptop_SD_printed_photo_scene01.mov").is_file()
+    result = index_dataset("msu_mfsd", tmp_path)
+    assert result.unknown == [] and len(result.records) == 16
+    assert Counter(r.split for r in result.records) == {"train": 8, "test": 8}
+
+
+@pytest.mark.parametrize("layout", ["release", "flat"])
+def test_same_records_from_release_flat_and_scene_root(tmp_path, layout):
+    """The flat copy and --root <release>/scene01 (lists one level up) give the same records as the release."""
+    make_release(tmp_path, subjects=(3, 13), layout=layout)
+    records = index_dataset("msu_mfsd", tmp_path).records
+    data = tmp_path / "scene01" if layout == "release" else tmp_path
+    assert {r.video for r in records} == {p.relative_to(data).with_suffix("").as_posix()
+                                          for p in data.glob("*/*.m*")}
+    if layout == "release":
+        scene = index_dataset("msu_mfsd", tmp_path / "scene01").records
+        key = [(r.video, r.split, r.label, r.attack, r.path) for r in records]
+        assert sorted(key) == sorted((r.video, r.split, r.label, r.attack, r.path) for r in scene)
+
+
 def test_unknown_files_reported(tmp_path):
     make_release(tmp_path, subjects=(2,), faces=False)
-    (tmp_path / "real/attack_client002_android_SD_printed_photo_scene01.mp4").write_bytes(b"x")  # wrong folder
-    (tmp_path / "attack/attack_client002_android_SD_paper_mask_scene01.mp4").write_bytes(b"x")  # no such instrument
-    (tmp_path / "real/real_client004_android_SD_scene01.mp4").write_bytes(b"x")  # subject 4 in no list
+    data = tmp_path / "scene01"
+    (data / "real/attack_client002_android_SD_printed_photo_scene01.mp4").write_bytes(b"x")  # wrong folder
+    (data / "attack/attack_client002_android_SD_paper_mask_scene01.mp4").write_bytes(b"x")  # no such instrument
+    (data / "real/real_client004_android_SD_scene01.mp4").write_bytes(b"x")  # subject 4 in no list
     result = index_dataset("msu_mfsd", tmp_path)
     assert len(result.records) == 8
-    assert sorted(result.unknown) == ["attack/attack_client002_android_SD_paper_mask_scene01.mp4",
-                                      "real/attack_client002_android_SD_printed_photo_scene01.mp4",
-                                      "real/real_client004_android_SD_scene01.mp4"]
+    assert sorted(result.unknown) == ["scene01/attack/attack_client002_android_SD_paper_mask_scene01.mp4",
+                                      "scene01/real/attack_client002_android_SD_printed_photo_scene01.mp4",
+                                      "scene01/real/real_client004_android_SD_scene01.mp4"]
 
 
 def test_wrong_root_and_missing_list_raise_layout_error(tmp_path):
-    with pytest.raises(LayoutError, match="real/") as err:
+    with pytest.raises(LayoutError, match="scene01/real/") as err:
         index_dataset("msu_mfsd", tmp_path)
     assert err.value.path == tmp_path
     make_release(tmp_path, subjects=(2,), faces=False)

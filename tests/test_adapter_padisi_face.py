@@ -96,3 +96,59 @@ def test_indexing_imports_no_joblib(tmp_path):
         "assert n > 0 and 'joblib' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class _RunsAShellCommand:
+    """Unpickling this calls os.system (a classic malicious pickle)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _RunsAProcess:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import subprocess
+
+        return (subprocess.call, (["touch", str(self.marker)],))
+
+
+@pytest.mark.parametrize("payload", [_RunsAShellCommand, _RunsAProcess])
+def test_malicious_color_file_is_refused_and_nothing_runs(tmp_path, payload):
+    """Issue 14 item 8: the COLOR joblib is a pickle; one whose reduce calls os.system / subprocess is refused with an
+    error naming the file, and the command never runs."""
+    joblib = pytest.importorskip("joblib")
+    from fasvlm.data_modules.adapters.padisi_face import UnsafePickleError
+
+    release.make_release(tmp_path, subjects=1, media="real", size=(4, 4))
+    color = tmp_path / "face_data" / "preprocessed" / "padisi_USC_FACE_preprocessed.bz2"
+    marker = tmp_path / "pwned"
+    bundle = {"data": [payload(marker)], "identifiers": ["x"]}
+    joblib.dump(bundle, color)  # bz2 by the suffix, as the release
+    recs = index_dataset("padisi_face", tmp_path).records  # a new path: not in load_color's per-process cache
+    with pytest.raises(UnsafePickleError, match="refused") as err:
+        read_media(recs[0])
+    assert str(color) in str(err.value) and ("posix.system" in str(err.value) or "subprocess.call" in str(err.value))
+    assert not marker.exists()
+
+
+def test_object_arrays_in_the_color_file_are_refused(tmp_path):
+    joblib = pytest.importorskip("joblib")
+    import numpy as np
+
+    from fasvlm.data_modules.adapters.padisi_face import UnsafePickleError, safe_joblib_load
+
+    path = tmp_path / "x.bz2"
+    joblib.dump({"data": np.array([{"a": 1}], dtype=object)}, path)
+    with pytest.raises(UnsafePickleError, match=str(path)):
+        safe_joblib_load(path)
+    joblib.dump({"data": np.zeros((2, 3), np.float32), "identifiers": ["a", "b"], "labels": [True, False]}, path)
+    loaded = safe_joblib_load(path)
+    assert loaded["identifiers"] == ["a", "b"] and loaded["data"].dtype == np.float32

@@ -94,6 +94,21 @@ def test_unknown_and_tolerated_names(tmp_path):
     assert (long_form.attack, long_form.subject, long_form.domain) == ("transparent_mask", "Mask_Trans_9", "siwm")
 
 
+def test_top_folders_other_than_live_and_spoof_are_reported(tmp_path):
+    """Issue 15 finding 5: a folder beside Live/ and Spoof/ (e.g. an extra ``Spoof_extra/`` or ``Live_old/``) is
+    reported as unknown, not silently skipped; the partition-file folder and list files are not."""
+    expected = release.make_release(tmp_path, subjects=2, lists=True)
+    for rel in ("Live_old/Live_5.mov", "Spoof_extra/Print/Paper_3.mov", "pro_3_text/extra_notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    (tmp_path / "Live_7.mov").write_bytes(b"x")  # a video at the top
+    result = index_dataset("siw_m_v2", tmp_path)
+    assert sorted(result.unknown) == ["Live_7.mov (video outside Live/ and Spoof/; not read)",
+                                      "Live_old/ (folder outside Live/ and Spoof/; not read)",
+                                      "Spoof_extra/ (folder outside Live/ and Spoof/; not read)"]
+    assert len(result.records) == expected["records"]
+
+
 def test_wrong_root_raises_layout_error(tmp_path):
     (tmp_path / "videos").mkdir()
     with pytest.raises(LayoutError) as err:

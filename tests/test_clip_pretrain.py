@@ -151,7 +151,7 @@ def test_fit_exports_a_clip_that_ifas_loads_frozen(synthetic_root, tmp_path):
 
     from fasvlm.systems.ifas import IFASSystem
 
-    ifas = IFASSystem(vision=str(export), llm="tiny", llm_mode="full", num_queries=4)
+    ifas = IFASSystem(vision=str(export), llm="tiny", llm_mode="full", num_queries=4, caption_source="templates")
     assert ifas.image_spec.size == 96  # conf/clip/tiny_pretrain.yaml: image_size 96
     assert not any(p.requires_grad for p in ifas.model.vision.parameters())
     assert not any(k.startswith("model.vision.") for k in ifas.state_dict())

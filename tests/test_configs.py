@@ -103,6 +103,8 @@ def test_paper_and_protocol_merge(paper, protocol, monkeypatch):
             assert got[key] == domains.get(key), key
         elif key in loader:
             assert got[key] == loader[key], key
+        elif key in domains:  # what the protocol names besides its domains (e.g. its SCF captions table)
+            assert got[key] == domains[key], key
         else:
             assert got[key] == defaults[key], key
 
@@ -141,7 +143,7 @@ def test_config_starts_with_the_command_that_runs_it(path):
 # Arguments of the system that its model does not take: optimisation, loss and the text/caption settings the system
 # owns. Every other constructor argument of the system is the model's, with the same name, type and default.
 SYSTEM_ONLY = {
-    "ifas": {"use_scf", "captions", "loss", "alpha", "max_new_tokens", "lr", "weight_decay", "scheduler",
+    "ifas": {"use_scf", "captions", "caption_source", "loss", "alpha", "max_new_tokens", "lr", "weight_decay", "scheduler",
              "warmup_frac"},
     "instructflip": {"t5_dtype", "llm_free", "style_question", "style_seed", "loss_weights", "answer_questions", "lr",
                      "weight_decay", "scheduler", "warmup_frac"},

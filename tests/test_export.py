@@ -243,3 +243,27 @@ def test_deepspeed_directory_to_single_file(tiny_ckpt, tmp_path):
     # --ckpt also takes the DeepSpeed directory itself (converted on the fly); config.json names the directory
     assert export.main(["--ckpt", str(ds_dir), "--out", str(tmp_path / "d")]) == 0
     assert json.loads((tmp_path / "d" / "config.json").read_text())["source"]["checkpoint"] == str(ds_dir.resolve())
+
+
+def test_save_pretrained_and_from_pretrained_round_trip(tmp_path):
+    """Hugging Face style directories on the systems; the same format `fasvlm export` writes and predict reads."""
+    from fasvlm.systems.baseline import BaselineSystem
+    from fasvlm.systems.instructflip import InstructFLIPSystem
+
+    torch.manual_seed(0)
+    system = BaselineSystem(vision="tiny").eval()
+    out = system.save_pretrained(tmp_path / "pretrained", threshold=0.42)
+    assert (out / "model.safetensors").stat().st_mode & 0o777 == 0o644
+    again = BaselineSystem.from_pretrained(out)
+    x = torch.randn(3, 3, system.image_spec.size, system.image_spec.size)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), system(x))
+    assert json.loads((out / "config.json").read_text())["threshold"]["value"] == 0.42
+    with pytest.raises(ValueError, match="not a fasvlm.systems.instructflip.InstructFLIPSystem"):
+        InstructFLIPSystem.from_pretrained(out)
+    # a class path that is not in the registry is never imported
+    config = json.loads((out / "config.json").read_text())
+    config["class_path"] = "subprocess.Popen"
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="not a registered fasvlm system"):
+        export.load_exported(out)

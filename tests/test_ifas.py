@@ -16,7 +16,8 @@ from fasvlm.systems.common import build_optimizer
 from fasvlm.systems.ifas import IFASSystem, write_explanations
 from fasvlm.text.prompts import YES
 
-TINY = dict(vision="tiny", llm="tiny", llm_mode="full", num_queries=4, lr=1e-3, scheduler="constant")  # as conf/ifas/tiny.yaml
+TINY = dict(vision="tiny", llm="tiny", llm_mode="full", num_queries=4, lr=1e-3, scheduler="constant",
+            caption_source="templates")  # as conf/ifas/tiny.yaml
 
 
 def make_batch(n: int = 4, seed: int = 0) -> dict:
@@ -192,7 +193,7 @@ def test_ablations():
 def test_captions_table(tmp_path):
     path = tmp_path / "captions.jsonl"
     path.write_text(json.dumps({"sample_id": "s0_0", "caption": "a smiling young man"}) + "\n")
-    s = system(captions=str(path))
+    s = system(captions=str(path), caption_source="scf")
     batch = make_batch(2)
     with pytest.warns(UserWarning, match="1 of 2 samples"):
         texts = s.interpretations(batch)
@@ -283,3 +284,22 @@ def test_vision_feature_cache_gives_the_same_tokens_and_skips_the_encoder():
     again = cached.encode_image(x)
     torch.testing.assert_close(again, first)
     assert calls == [4, 1]  # second pass: only the image beyond the cache bound went through the encoder
+
+
+@pytest.mark.parametrize("llm_mode", ["frozen", "lora"])
+def test_scoring_with_the_shared_prefix_cache_equals_the_full_forward(llm_mode):
+    """Issue 20: the constant prompt prefix is encoded once per batch and reused through the KV cache."""
+    from fasvlm.models.ifas import IFAS
+
+    torch.manual_seed(0)
+    model = IFAS(vision="tiny", llm="tiny", llm_mode=llm_mode).eval()
+    size = model.vision.config.image_size
+    x = torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = model.first_answer_logits(x, reuse_prefix=False)
+        cached = model.first_answer_logits(x)
+        torch.testing.assert_close(model.attack_score(cached), model.attack_score(full), atol=1e-5, rtol=0)
+        torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
+        torch.testing.assert_close(model(x), model.attack_score(full), atol=1e-5, rtol=0)
+    flops = model.prompt_flops()
+    assert flops["tokens_per_image_reused_prefix"] == flops["tokens_per_image_full"] - flops["prefix_tokens"] > 0

@@ -103,7 +103,9 @@ def test_boxes_are_parsed_and_validated():
     ("I'm sorry, but I cannot help with identifying people.", "i'm sorry"),
     ("I cannot determine whether this face is real.", "i cannot"),
     ("It is difficult to determine whether the face is real.", "difficult to determine"),
-    ("The lighting is unclear.", "unclear"),
+    ("It is unclear whether the face is real.", "it is unclear"),
+    ("The face is real, though unclear if the light is natural.", "unclear if"),
+    ("The face edges are unclear and blurred, as on a printed photo.", None),  # a cue, not a hedge (issue 19)
     ("As an AI, I do not judge faces.", "as an ai"),
     ("I\u2019m not certain about the edges.", "i'm not certain"),
     ("The screen edges and a moire pattern are visible.", None),
@@ -235,7 +237,13 @@ def test_pipeline_filters_on_crafted_outputs(models, synthetic_root, tmp_path, m
                                ClipSettings(model=None), AugmentSettings(model=str(models["llm"]),
                                                                          tasks=["description", "coarse"]),
                                JudgeSettings(), FilterSettings())
-    entries = {e["id"]: e for e in load_llava(out / "conversations.json")}
+    training = load_llava(out / "conversations.json")
+    unverified = load_llava(out / "unverified_boxes.json")
+    # unverified localisation boxes stay out of training (issue 19): they wait in review_boxes.csv
+    assert not any(e["task"] == "localisation" for e in training) and unverified
+    assert all(e["task"] == "localisation" and e["box_verified"] is False for e in unverified)
+    assert (out / "review_boxes.csv").is_file() and stats["localisation_unverified"]["boxes"] == len(unverified)
+    entries = {e["id"]: e for e in training + unverified}
     dropped = [json.loads(line) for line in (out / "dropped.jsonl").read_text().splitlines()]
     reasons = {d["key"]: d["reason"] for d in dropped}
     validate_reasons = {d["key"]: d["reason"] for d in dropped if d["stage"] == "validate"}
@@ -281,7 +289,7 @@ def test_pipeline_filters_on_crafted_outputs(models, synthetic_root, tmp_path, m
     for e in entries.values():  # every coarse answer, augmented or not, starts with the label's judgment
         if e["task"] == "coarse":
             assert e["conversations"][1]["value"].startswith("Yes" if e["label"] == 0 else "No")
-    assert stats["output"]["conversations"] == len(entries)
+    assert stats["output"]["conversations"] == len(training)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -289,9 +297,13 @@ def test_pipeline_filters_on_crafted_outputs(models, synthetic_root, tmp_path, m
 
 
 def test_instruct_end_to_end_writes_llava_with_all_five_tasks(instruct_out):
-    entries = load_llava(instruct_out / "conversations.json")
+    training = load_llava(instruct_out / "conversations.json")
+    unverified = load_llava(instruct_out / "unverified_boxes.json")
+    entries = training + unverified
     stats = json.loads((instruct_out / "stats.json").read_text())
     assert {e["task"] for e in entries} == set(TASKS)
+    assert {e["task"] for e in training} == set(TASKS) - {"localisation"}  # boxes wait for a reviewer
+    assert {e["task"] for e in unverified} == {"localisation"} and not any(e["box_verified"] for e in unverified)
     assert len({e["id"] for e in entries}) == len(entries)
     for e in entries:
         assert set(e) >= {"id", "image", "conversations"}
@@ -307,8 +319,9 @@ def test_instruct_end_to_end_writes_llava_with_all_five_tasks(instruct_out):
             assert "clip_score" in e and math.isfinite(e["clip_score"])
     # the tiny random LLM writes no JSON: every augmentation is counted as malformed, none crashes the run
     assert stats["augment"]["malformed"] == stats["augment"]["pairs_in"] > 0
-    assert stats["judge"]["judged"] == stats["output"]["conversations"] + stats["judge"]["mismatched"]
-    assert (instruct_out / "review.csv").is_file()
+    assert stats["judge"]["judged"] == (stats["output"]["conversations"] + stats["judge"]["mismatched"]
+                                        + stats["localisation_unverified"]["boxes"])
+    assert (instruct_out / "review.csv").is_file() and (instruct_out / "review_boxes.csv").is_file()
 
 
 def test_clip_threshold_drops_exactly_the_low_similarity_answers(instruct_out, models, synthetic_root, tmp_path):
@@ -334,9 +347,15 @@ def test_clip_threshold_drops_exactly_the_low_similarity_answers(instruct_out, m
 
 def test_review_export_edit_and_import(instruct_out, tmp_path):
     review = tmp_path / "review.csv"
-    export_review(instruct_out / "conversations.json", review)
+    both = tmp_path / "both.json"  # the training conversations and the unverified boxes, reviewed together
+    both.write_text(json.dumps(load_llava(instruct_out / "conversations.json")
+                               + load_llava(instruct_out / "unverified_boxes.json")))
+    import shutil
+
+    shutil.copytree(instruct_out / "images", tmp_path / "images")  # image paths stay relative to the file
+    export_review(both, review)
     frame = pd.read_csv(review, keep_default_na=False)
-    entries = load_llava(instruct_out / "conversations.json")
+    entries = load_llava(both)
     assert len(frame) == len(entries) and (frame["keep"] == 1).all()
     loc = frame.index[frame["task"] == "localisation"][0]
     desc = frame.index[frame["task"] == "description"][:2]
@@ -351,8 +370,11 @@ def test_review_export_edit_and_import(instruct_out, tmp_path):
     assert frame.loc[desc[0], "id"] not in out and frame.loc[loc, "id"] not in out
     for e in out.values():
         assert (tmp_path / "sub" / e["image"]).is_file()  # image paths relative to the new file
+        if e["task"] == "localisation":
+            assert e["box_verified"] is True  # a reviewer kept it
+    assert any(e["task"] == "localisation" for e in out.values())
     # JSONL works the same way
-    export_review(instruct_out / "conversations.json", tmp_path / "review.jsonl")
+    export_review(both, tmp_path / "review.jsonl")
     assert import_review(tmp_path / "review.jsonl", tmp_path / "again.json")["kept"] == len(entries)
 
 
@@ -379,7 +401,7 @@ def _ifas(**kwargs):
 
     torch.manual_seed(0)
     return IFASSystem(**{"vision": "tiny", "llm": "tiny", "llm_mode": "full", "num_queries": 4, "lr": 1e-3,
-                         "scheduler": "constant", "max_answer_tokens": 48, **kwargs})
+                         "scheduler": "constant", "max_answer_tokens": 48, "caption_source": "templates", **kwargs})
 
 
 def _conversation_batch(instruct_out: Path, synthetic_root: Path, n: int = 8) -> dict:

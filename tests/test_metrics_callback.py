@@ -16,7 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset
 
 from fasvlm.callbacks import FASFiguresCallback, FASMetricsCallback
-from fasvlm.metrics import eer_threshold, fas_metrics
+from fasvlm.metrics import UndefinedFASMetricWarning, eer_threshold, fas_metrics
 
 GRID = 1000  # a coarser grid keeps the test quick; the maths is the same
 
@@ -226,6 +226,14 @@ def test_fit_then_test_writes_reports_scalars_and_figures(tmp_path):
             for fig in ("roc", "score_hist", "worst"):
                 assert f"{split}/{name}/{fig}" in tags["images"], (split, name, fig)
             assert f"{split}/{name}/scores_live" in tags["histograms"]
+    for key in ("test/tgtA/bpcer20", "test/tgtA/bpcer100", "test/tgtA/apcer_at_bpcer10", "test/mean/bpcer20"):
+        assert key in tags["scalars"], key
+    assert acc.Scalars("test/mean/hter_covers")[-1].value == 2
+    assert report["mean_over_targets"]["paper"]["covers"]["hter"] == 2
+    for split in ("val", "test"):
+        for name in ("src", "tgtA", "tgtB"):
+            assert f"{split}/{name}/det" in tags["images"]
+            assert os.path.getsize(os.path.join(log_dir, "det", f"{split}_{name}.png")) > 1000
     image = acc.Images("test/tgtA/roc")[-1]
     assert image.width > 100 and image.height > 100 and len(image.encoded_image_string) > 1000
     assert any(t.startswith("test/tgtA/apcer_per_attack") for t in tags["tensors"])
@@ -276,3 +284,22 @@ def test_step_output_contract_is_checked(tmp_path):
     trainer = _trainer(tmp_path, [FASMetricsCallback()], logger=False)
     with pytest.raises(KeyError, match="'scores'"):
         trainer.validate(_Bad(), dataloaders=_DataModule(with_names=False).val_dataloader()[0])
+
+
+def test_one_class_target_is_null_and_left_out_of_the_means(tmp_path):
+    """A live-only target: its HTER/EER/AUC are null in the report and the means cover the other target only."""
+    dm = _DataModule()
+    live_only = dm.sets["tgtB"]
+    live_only.items = [it for it in live_only.items if it["labels"] == 0]
+    metrics_cb = FASMetricsCallback(grid_density=GRID)
+    trainer = _trainer(tmp_path, [metrics_cb], logger=False)
+    with pytest.warns(UndefinedFASMetricWarning):
+        trainer.validate(_System(), datamodule=dm)
+    report = json.loads((tmp_path / "val_metrics.json").read_text())
+    dom_b = report["domains"]["tgtB"]["paper"]
+    assert dom_b["hter"] is None and dom_b["eer"] is None and dom_b["auc"] is None
+    assert dom_b["bpcer_at_apcer"]["0.05"] is None and dom_b["bpcer"] is not None
+    mean = report["mean_over_targets"]["paper"]
+    assert mean["hter"] == pytest.approx(report["domains"]["tgtA"]["paper"]["hter"])  # not (hter_A + 1.0) / 2
+    assert mean["covers"]["hter"] == 1 and mean["covers"]["auc"] == 1 and mean["n_targets"] == 2
+    assert mean["covers"]["bpcer"] == 2  # BPCER of a live-only domain is defined

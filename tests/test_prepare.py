@@ -295,12 +295,70 @@ def test_detector_flag(fake_adapter, mixed_release, tmp_path, monkeypatch):
 
     monkeypatch.setattr(faces.HaarFaceDetector, "detect", detect)
     out = tmp_path / "out"
-    prepare.prepare(fake_adapter, mixed_release, out, PrepareOptions(**FAST))
+    prepare.prepare(fake_adapter, mixed_release, out, PrepareOptions(detector="haar", **FAST))
     recs = read_manifest(out / "manifest.parquet")
     flags = {(r.video, r.frame): r.extra["crop"] for r in recs}
-    assert flags[("attack/nobox", 6)] == flags[("img", 0)] == "detector"
+    assert flags[("attack/nobox", 6)] == flags[("img", 0)] == "haar"
+    assert {r.extra["detector"] for r in recs if r.extra["crop"] == "haar"} == {"haar"}
     assert flags[("live/boxed", 6)] == "box"  # a shipped box wins over the detector
     assert len(calls) == 3  # 2 frames of nobox + the image; boxed videos never run the detector
+
+
+class _ScriptedDetector:
+    """Stands in for dlib: finds a face only in images whose mean is above ``threshold``."""
+
+    name = "dlib"
+
+    def __init__(self, threshold):
+        self.threshold, self.calls = threshold, 0
+
+    def detect_faces(self, image):
+        self.calls += 1
+        if image.mean() <= self.threshold:
+            return []
+        return [faces.Face((4.0, 4.0, 30.0, 30.0), None, 2.0, "dlib")]
+
+
+def test_detector_order_release_box_then_detector_then_haar_then_centre(fake_adapter, mixed_release, tmp_path,
+                                                                         monkeypatch):
+    """Order: shipped box -> detector (dlib) -> Haar -> flagged centre crop; the manifest says which produced each
+    crop and summary.json counts them per split and label (runs with or without the faces extra: dlib is scripted)."""
+    scripted = _ScriptedDetector(threshold=80)  # nobox frames 6 and 9 have grey 60 and 90: 9 found by "dlib"
+    monkeypatch.setattr(faces, "dlib_available", lambda: True)
+    monkeypatch.setattr(faces, "make_detector", lambda name, **kw: scripted)
+    haar_calls = []
+
+    def haar(self, image):  # Haar finds the face of the image (grey 90 + ...) only after dlib missed frame 6
+        haar_calls.append(float(image.mean()))
+        return (5.0, 5.0, 20.0, 20.0) if image.mean() < 70 else None
+
+    monkeypatch.setattr(faces.HaarFaceDetector, "detect", haar)
+    out = tmp_path / "out"
+    result = prepare.prepare(fake_adapter, mixed_release, out, PrepareOptions(detector="dlib", **FAST))
+    flags = {(r.video, r.frame): (r.extra["crop"], r.extra.get("detector")) for r in result.records}
+    assert flags[("live/boxed", 6)] == ("box", "release")
+    assert flags[("attack/nobox", 9)] == ("detector", "dlib")
+    assert flags[("attack/nobox", 6)] == ("haar", "haar")  # dlib found nothing, Haar did
+    assert flags[("img", 0)] == ("detector", "dlib")  # grey 90
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["detector"] == "dlib"
+    assert summary["settings"]["detector_order"] == ["box", "dlib", "haar", "center"]
+    by_split = summary["crop_by_split"]
+    assert by_split["test"]["attack"] == {"detector": 2, "haar": 1}
+    assert by_split["train"]["live"]["box"] == sum(1 for r in result.records if r.extra["crop"] == "box")
+    assert sum(n for lab in by_split.values() for c in lab.values() for n in c.values()) == len(result.records)
+
+
+def test_detector_auto_and_align_without_the_faces_extra(fake_adapter, mixed_release, tmp_path, monkeypatch):
+    monkeypatch.setattr(faces, "dlib_available", lambda: False)
+    assert prepare.resolve_detector("auto") == "haar"
+    for options in (dict(detector="dlib"), dict(detector="haar", align="five_point")):
+        with pytest.raises(PrepareError, match=r"fasvlm\[faces\]"):
+            prepare.prepare(fake_adapter, mixed_release, tmp_path / "o", PrepareOptions(**options, **FAST))
+    monkeypatch.setattr(faces, "dlib_available", lambda: True)
+    assert prepare.resolve_detector("auto") == "dlib"
+    with pytest.raises(PrepareError, match="--align must be one of"):
+        PrepareOptions(align="three_point")
 
 
 def test_resume_skips_finished_items(fake_adapter, mixed_release, tmp_path):
@@ -559,6 +617,63 @@ def test_help_lists_datasets(capsys):
     with pytest.raises(SystemExit):
         main(["--dataset", "no_such_set", "--root", ".", "--out", "x"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_show_layout_prints_the_tree_before_reading_anything(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing to read here; --root and --out are not needed
+    for name in adapter_names():
+        assert main(["--dataset", name, "--show-layout"]) == 0
+        text = capsys.readouterr().out
+        assert get_adapter(name).EXPECTED_LAYOUT.strip() in text and "--root" in text
+        assert f"docs/datasets.md#{name.replace('_', '-')}" in text
+    assert main(["--dataset", "msu_mfsd", "--show-layout"]) == 0
+    assert "scene01/real/real_client001_android_SD_scene01.mp4" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SystemExit):
+        main(["--dataset", "msu_mfsd"])
+    assert "--root, --out" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------- adapter options
+
+
+def test_every_adapter_index_takes_typed_keyword_options():
+    """Issue 13: no ``**options``; every option is keyword-only, annotated and has a default (domain among them)."""
+    import inspect
+
+    from fasvlm.data_modules.adapters import index_options
+
+    for name in adapter_names():
+        params = list(inspect.signature(get_adapter(name).index).parameters.values())
+        assert params[0].name == "root", name
+        assert not any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in params), name
+        options = index_options(get_adapter(name))
+        assert "domain" in options, name
+        for opt in options.values():
+            assert opt.kind == opt.KEYWORD_ONLY and opt.annotation is not inspect.Parameter.empty, (name, opt)
+            assert opt.default is not inspect.Parameter.empty, (name, opt)
+
+
+def test_unknown_adapter_option_is_an_error_listing_the_valid_ones(tmp_path, capsys):
+    from fasvlm.data_modules.adapters import index_dataset
+    from fasvlm.data_modules.datamodule import DomainSpec, FASDataModule
+    from fasvlm.data_modules.synthetic.releases.casia_fasd import make_release
+
+    make_release(tmp_path / "raw")
+    with pytest.raises(TypeError, match=r"unknown adapter option\(s\) 'odd_qualty'.*odd_quality='normal'"):
+        index_dataset("casia_fasd", tmp_path / "raw", odd_qualty="low")
+    assert index_dataset("casia_fasd", tmp_path / "raw", odd_quality="low").records
+    # fasvlm prepare --adapter-option: exit status 2 and the valid options named; nothing written
+    code = main(["--dataset", "casia_fasd", "--root", str(tmp_path / "raw"), "--out", str(tmp_path / "out"),
+                 "--adapter-option", "odd_qualty=low", "--index-only"])
+    err = capsys.readouterr().err
+    assert code == 2 and "odd_qualty" in err and "odd_quality='normal'" in err and "faces_dir=None" in err
+    assert not (tmp_path / "out").exists()
+    # DomainSpec.options of the data module
+    spec = DomainSpec("c", dataset="casia_fasd", root=str(tmp_path / "raw"), split="test", options={"bogus": 1})
+    dm = FASDataModule(sources=[spec], targets=[spec], batch_size=2, num_workers=0, image_size=32)
+    with pytest.raises(TypeError, match="'bogus'.*valid options"):
+        dm.setup("fit")
 
 
 # ----------------------------------------------------------------------------------------------- conf/data YAMLs

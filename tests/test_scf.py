@@ -69,7 +69,8 @@ def test_keyword_filter_keeps_exactly_the_matching_captions():
         ("e", "a piece of the paper puzzle", "photo", True),              # "paper" alone matches
         ("f", "a face on a screen", "photo", False),                      # replay word, print family
         ("g", "a face on a computer screen with moire", "pc", True),
-        ("h", "a face on a screensaver", "phone", True),                  # screen* prefix
+        ("h", "a face on a screensaver", "phone", False),                 # word boundary: "saver" is no inflection
+        ("h2", "a face on two screens", "phone", True),                   # screen* inflection: screens
         ("i", "a printed photo of a face", "pc", False),                  # print word, replay family
         ("j", "a man wearing a 3D mask", "mask_3d", True),                # "3D" -> "3d"; mask*
         ("k", "a man wearing a white mask", "silicone_mask", True),       # family of silicone_mask is mask
@@ -323,7 +324,8 @@ def test_nothing_kept_is_an_actionable_error(tiny_blip2, synthetic_root, tmp_pat
     assert json.loads((tmp_path / "stats.json").read_text())["2_filter"]["kept"] == 0
 
 
-@pytest.mark.parametrize("configs", [["scf.yaml"], ["scf.yaml", "scf_tiny.yaml"]], ids="+".join)
+@pytest.mark.parametrize("configs", [["scf.yaml"], ["scf.yaml", "scf_tiny.yaml"]] + [
+    ["scf.yaml", f"scf_{p}.yaml"] for p in ("mcio_c", "mcio_i", "mcio_m", "mcio_o", "one_to_eleven")], ids="+".join)
 def test_caption_scf_configs_print(configs, capsys):
     args = [a for c in configs for a in ("--config", str(REPO / "conf/caption" / c))]
     with pytest.raises(SystemExit) as exc:
@@ -332,7 +334,13 @@ def test_caption_scf_configs_print(configs, capsys):
     out = capsys.readouterr().out
     printed = yaml.safe_load(out[out.index("out:"):])
     assert printed["stages"] == ["caption", "filter", "finetune", "final"]
-    assert printed["data"]["domains"][0]["dataset"] == "celeba_spoof"
+    if len(configs) == 2 and configs[1] != "scf_tiny.yaml":  # a protocol's SCF run: the data config's source names
+        proto = configs[1][len("scf_"):-len(".yaml")]
+        data = yaml.safe_load((REPO / "conf/data" / f"{proto}.yaml").read_text())["data"]["init_args"]
+        assert [d["name"] for d in printed["data"]["domains"]] == [d["name"] for d in data["sources"]]
+        assert data["captions"] == f"runs/scf/{proto}/captions.parquet"
+    else:
+        assert printed["data"]["domains"][0]["dataset"] == "celeba_spoof"
 
 
 def test_ddp_predict_writes_per_rank_shards_merged_on_rank_zero(taught_blip2, synthetic_root, tmp_path):

@@ -6,7 +6,9 @@ An adapter is a module in this package that defines:
 - ``DESCRIPTION``: one line for ``--help``,
 - ``MEDIA``: ``"image"`` or ``"video"`` (or ``"frames"`` for releases shipped as per-video frame folders),
 - ``EXPECTED_LAYOUT``: the official layout as a short tree, shown in errors,
-- ``index(root: Path, **options) -> IndexResult``: lists the release **without opening media**.
+- ``index(root: Path, *, domain=None, <typed keyword options>) -> IndexResult``: lists the release **without opening
+  media**; its keyword parameters are the adapter's options (``--adapter-option KEY=VALUE``, ``DomainSpec.options``),
+  and a key it does not take is an error that lists them (:func:`check_options`).
 
 For video datasets ``index`` yields one record per video with ``frame = -1``; ``fasvlm prepare`` later expands it into
 frame records. Live/attack and the attack type always come from the dataset's own naming convention; list files only
@@ -19,14 +21,17 @@ one adapter never breaks the others.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from ..record import SampleRecord
 
-__all__ = ["IndexResult", "LayoutError", "ADAPTER_MODULES", "get_adapter", "adapter_names", "index_dataset", "search_dirs"]
+__all__ = ["IndexResult", "LayoutError", "ADAPTER_MODULES", "get_adapter", "adapter_names", "index_dataset", "index_options",
+           "check_options", "search_dirs"]
 
 # registry name -> module in this package
 ADAPTER_MODULES: dict[str, str] = {
@@ -61,10 +66,14 @@ class LayoutError(FileNotFoundError):
 
 @dataclass
 class IndexResult:
-    """What an adapter found: the records, and files that match no naming rule (reported, never guessed)."""
+    """What an adapter found: the records, files that match no naming rule (reported, never guessed), and ``report``:
+    findings of the index that the user must see (``fasvlm prepare`` prints them and writes them to ``summary.json``
+    under ``"index_report"``), e.g. ``{"unavailable_protocols": {"3": "why"}, "missing_images": {"count": n,
+    "examples": [...]}, "conflicts": {...}}``. Values are JSON-serialisable."""
 
     records: list[SampleRecord]
     unknown: list[str] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
 
 
 def adapter_names() -> list[str]:
@@ -83,10 +92,32 @@ def get_adapter(name: str) -> ModuleType:
         raise
 
 
+def index_options(module: ModuleType) -> dict[str, inspect.Parameter]:
+    """The keyword options of an adapter's ``index(root, *, ...)``: name -> parameter (default and annotation)."""
+    params = list(inspect.signature(module.index).parameters.values())[1:]
+    return {p.name: p for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+
+
+def check_options(adapter: str | ModuleType, options: Mapping[str, object]) -> None:
+    """Raise ``TypeError`` naming the valid options when ``options`` holds a key that the adapter's ``index()``
+    does not take (``--adapter-option`` of ``fasvlm prepare``, ``DomainSpec.options`` of the data module).
+    ``adapter``: a registered name or an adapter module."""
+    module = get_adapter(adapter) if isinstance(adapter, str) else adapter
+    name = getattr(module, "NAME", module.__name__)
+    valid = index_options(module)
+    bad = sorted(set(options) - set(valid))
+    if bad:
+        listed = ", ".join(f"{k}={p.default!r}" for k, p in valid.items()) or "none"
+        raise TypeError(f"{name}: unknown adapter option(s) {', '.join(map(repr, bad))}; valid options "
+                        f"(with defaults): {listed}")
+
+
 def index_dataset(name: str, root: str | Path, **options) -> IndexResult:
-    """Index the release of dataset ``name`` found at ``root`` (no media is opened)."""
+    """Index the release of dataset ``name`` found at ``root`` (no media is opened); an option the adapter does not
+    take is an error listing the valid ones."""
     root = Path(root)
     module = get_adapter(name)
+    check_options(name, options)
     if not root.is_dir():
         raise LayoutError(name, root, "directory does not exist", module.EXPECTED_LAYOUT)
     return module.index(root, **options)

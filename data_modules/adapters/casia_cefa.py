@@ -194,9 +194,11 @@ def _challenge_membership(root: Path) -> dict[str, dict[str, str]]:
     return out
 
 
-def index(root: Path, **options) -> IndexResult:
+def index(root: Path, *, domain: str | None = None) -> IndexResult:
+    """Index the release at ``root`` (see the module docstring); no media is opened. ``domain``: the records'
+    domain name (default: the dataset name)."""
     root = Path(root).absolute()
-    domain = options.get("domain") or NAME
+    domain = domain or NAME
     if not root.is_dir():
         raise LayoutError(NAME, root, "directory does not exist", EXPECTED_LAYOUT)
     challenge = _challenge_membership(root)

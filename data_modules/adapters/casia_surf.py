@@ -91,9 +91,11 @@ def _video_info(part: str, video_dir: str) -> dict | None:
     return None
 
 
-def index(root: Path, **options) -> IndexResult:
+def index(root: Path, *, domain: str | None = None) -> IndexResult:
+    """Index the release at ``root`` (see the module docstring); no media is opened. ``domain``: the records'
+    domain name (default: the dataset name)."""
     root = Path(root).absolute()
-    domain = options.get("domain") or NAME
+    domain = domain or NAME
     data_root = _find_data_root(root)
     if data_root is None:
         raise LayoutError(NAME, root, "no Training/Val/Testing folder found", EXPECTED_LAYOUT)

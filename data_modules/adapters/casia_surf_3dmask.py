@@ -82,9 +82,11 @@ def _leaves(top: Path, depth: int, data_root: Path, unknown: list[str]):
                     unknown.append(_rel(e, data_root))
 
 
-def index(root: Path, **options) -> IndexResult:
+def index(root: Path, *, domain: str | None = None) -> IndexResult:
+    """Index the release at ``root`` (see the module docstring); no media is opened. ``domain``: the records'
+    domain name (default: the dataset name)."""
     root = Path(root).absolute()
-    domain = options.get("domain") or NAME
+    domain = domain or NAME
     data_root = _find_data_root(root)
     if data_root is None:
         raise LayoutError(NAME, root, "no Real/ or Fake/ folder found", EXPECTED_LAYOUT)

@@ -12,9 +12,17 @@ Layout (reference notes, section 1)::
 - Protocols in ``extra["protocols"]``: ``intra_test``, ``protocol1``, ``protocol2_low``, ``protocol2_middle``,
   ``protocol2_high`` (each {name: "train" | "test"}). JSON keys are resolved from the root: a test list may point into
   ``Data/train`` (upstream issue #10), so the split comes from the list, never from the folder.
-- Camera quality from protocol 2: the ``test_on_X_quality_device/test_label.json`` list of group X names the images
-  captured by sensors of quality X. Images outside those lists keep ``camera_quality=None``; the data module can fill
-  them with the image-based rule :func:`fasvlm.data_modules.transforms.estimate_camera_quality` (documented there).
+- Camera quality from protocol 2, by elimination over all six lists: ``test_on_X/test_label.json`` holds test images
+  of sensor group X, and ``test_on_X/train_label.json`` holds training images of the *other two* groups. So each
+  image starts with the candidates {low, medium, high}; a test list of X keeps only X, a train list of X removes X;
+  one candidate left is its ``camera_quality`` (training images are listed in two train lists, which leaves their
+  group). Images in no list, or with two candidates left, keep ``camera_quality=None``; the data module can fill
+  them with the image-based rule :func:`fasvlm.data_modules.transforms.estimate_camera_quality`. **Conflicts**:
+  about 1,200 test images of the release are listed in both the low and the high test list; no candidate is left, so
+  they get ``camera_quality=None`` (no group is guessed) and ``IndexResult.report["protocol2_conflicts"]`` gives the
+  count, examples and this rule. Their protocol membership is kept as the lists state it.
+- Label entries whose image file is missing are never indexed; ``report["missing_images"]`` counts them with
+  examples (one directory listing per folder, no media opened).
 - Face boxes: ``<id>_BB.txt`` holds ``x y w h score`` in coordinates of the image resized to 224x224. They are stored
   as given in ``bbox`` with ``extra["bbox_space"] = [224, 224]``; :func:`fasvlm.data_modules.record.resolve_bbox`
   scales them to the decoded image and clamps (negative values, boxes past the border). Empty or malformed BB files
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 from ..record import ATTACK, LIVE, SampleRecord
@@ -85,7 +94,6 @@ def index(root: Path, *, domain: str | None = None, read_boxes: bool = True) -> 
         raise LayoutError(NAME, root, f"missing label lists {missing}", EXPECTED_LAYOUT)
 
     protocols: dict[str, dict[str, str]] = {}  # key -> {protocol: split}
-    quality: dict[str, str] = {}
     labels: dict[str, list[int]] = {}
     for split, path in lists.items():
         for key, vec in _load_json(path).items():
@@ -96,19 +104,36 @@ def index(root: Path, *, domain: str | None = None, read_boxes: bool = True) -> 
         if (p1 / f"{split}_label.json").is_file():
             for key in _load_json(p1 / f"{split}_label.json"):
                 protocols.setdefault(key, {})["protocol1"] = split
+    candidates: dict[str, set[str]] = {}  # key -> camera-quality groups the protocol-2 lists leave possible
     for q, sub in _QUALITY_DIRS.items():
         d = root / "metas" / "protocol2" / sub
         for split in ("train", "test"):
             if (d / f"{split}_label.json").is_file():
                 for key in _load_json(d / f"{split}_label.json"):
                     protocols.setdefault(key, {})[_P2_NAMES[q]] = split
+                    left = candidates.setdefault(key, set(_QUALITY_DIRS))
                     if split == "test":
-                        quality[key] = q
+                        left &= {q}
+                    else:
+                        left.discard(q)
+    conflicts = sorted(k for k, left in candidates.items() if not left)
+    quality = {k: next(iter(left)) for k, left in candidates.items() if len(left) == 1}
 
     records: list[SampleRecord] = []
     unknown: list[str] = []
+    missing: list[str] = []
+    listing: dict[Path, set[str]] = {}
     n_no_box = 0
     for key, vec in labels.items():
+        folder = (root / key).parent
+        if folder not in listing:
+            try:
+                listing[folder] = set(os.listdir(folder))
+            except OSError:
+                listing[folder] = set()
+        if Path(key).name not in listing[folder]:
+            missing.append(key)
+            continue
         if not isinstance(vec, list) or len(vec) != 44:
             unknown.append(f"{key}: label vector has {len(vec) if isinstance(vec, list) else '?'} values, expected 44")
             continue
@@ -151,4 +176,17 @@ def index(root: Path, *, domain: str | None = None, read_boxes: bool = True) -> 
     if n_no_box:
         log.warning("%s: %d images have no usable face box (empty or malformed _BB.txt); they use the full image",
                     root, n_no_box)
-    return IndexResult(records=records, unknown=unknown)
+    report: dict = {}
+    if conflicts:
+        report["protocol2_conflicts"] = {
+            "count": len(conflicts), "examples": conflicts[:5],
+            "rule": "listed in the test lists of two sensor groups (or in a train and the test list of one group): "
+                    "camera_quality left None (not guessed); protocol-2 membership kept as listed"}
+        log.warning("%s: %d images have conflicting protocol-2 camera-quality lists (e.g. %s); camera_quality left "
+                    "None", root, len(conflicts), conflicts[:3])
+    if missing:
+        report["missing_images"] = {"count": len(missing), "examples": missing[:5],
+                                    "rule": "label-file entries without their image are not indexed"}
+        log.warning("%s: %d label-file entries have no image (e.g. %s); they are not indexed", root, len(missing),
+                    missing[:3])
+    return IndexResult(records=records, unknown=unknown, report=report)

@@ -29,8 +29,13 @@ derived when their lists are absent:
 
 - ``2_k`` (leave mask type k out: 1 transparent, 2 plaster, 3 resin): train/val = P1 train/val without type k;
   test = P1 test live + type k (matches the published video counts);
-- ``3`` (open set): train/val = P1 train/val restricted to types {0, 1, 3}, scenes {1, 4, 6}, lights
-  {0, 1, 3, 4, 6}, sensors 1-4; test = all of P1 test (rule from the reference description; counts unverified).
+
+``3`` (open set) is **never derived**: the official P3 keeps the transparent-mask videos of only some subjects (15 of
+the 45 train subjects, 3 of the 6 dev subjects), so no filter on type/scene/light/sensor reproduces it (the filter
+once used here put about 1,100 train and 110 dev transparent-mask videos too many; issue 15). P3 comes only from its
+list files ``CASIA_HiFiMask@p3_video_{train,dev,test}.txt``; without them no record is in P3 and
+``IndexResult.report["unavailable_protocols"]["3"]`` names the missing files (``fasvlm prepare`` prints it and writes
+it to ``summary.json``).
 
 The challenge release is protocol 3: its ``train/`` videos get ``{"3": "train"}`` unless a list says otherwise.
 Without lists, videos under ``Data/`` are in no protocol and get split ``"test"`` (cross-dataset use).
@@ -51,7 +56,8 @@ MEDIA = "frames"
 EXPECTED_LAYOUT = """\
 <root>/
   Data/<Skin>_<Subject>_<Type>_<Scene>_<Light>_<Sensor>/0000.png ... 0009.png     (CASIA-HiFi-Mask-crop3)
-  [protocol/CASIA_HiFiMask@<p1|p2.1|p2.2|p2.3|p3>_video_{train,dev,test}.txt]   (optional: protocol splits)
+  [protocol/CASIA_HiFiMask@<p1|p2.1|p2.2|p2.3|p3>_video_{train,dev,test}.txt]   (protocol splits; P2.x are
+   derived from P1 when absent, P3 never: without the p3 lists no video is in protocol 3)
 or the challenge release:
   train/<Skin>_<Subject>_<Type>_<Scene>_<Light>_<Sensor>/NNNN.png
 """
@@ -67,7 +73,7 @@ _LIGHTS = {0: "none", 1: "normal", 2: "dim", 3: "bright", 4: "back", 5: "side", 
 _SENSORS = {0: "SpO2", 1: "iPhone11", 2: "iPhoneX", 3: "MI10", 4: "P40", 5: "S20", 6: "Vivo", 7: "D435", 8: "HJIM"}
 _ILLUMINATION = {1: "normal", 2: "dark", 3: "strong", 4: "back"}
 _ENVIRONMENT = {1: "indoor", 2: "indoor", 3: "indoor", 4: "outdoor", 5: "outdoor"}
-_P3_FILTER = {"type": {0, 1, 3}, "scene": {1, 4, 6}, "light": {0, 1, 3, 4, 6}, "sensor": {1, 2, 3, 4}}
+P3_LISTS = "CASIA_HiFiMask@p3_video_{train,dev,test}.txt"
 _DATA_DIRS = {"data", "train", "val", "dev", "test"}
 
 
@@ -98,7 +104,7 @@ def _read_lists(root: Path) -> dict[str, dict[str, str]]:
 
 
 def _derived(fields: dict[str, int], p1_split: str) -> dict[str, str]:
-    """P2.x and P3 membership from the P1 split, by the rules in the module docstring."""
+    """P2.x membership from the P1 split, by the rules in the module docstring (P3 is never derived)."""
     out = {}
     t = fields["type"]
     for k in (1, 2, 3):
@@ -107,14 +113,14 @@ def _derived(fields: dict[str, int], p1_split: str) -> dict[str, str]:
                 out[f"2_{k}"] = "test"
         elif t != k:
             out[f"2_{k}"] = p1_split
-    if p1_split == "test" or all(fields[key] in allowed for key, allowed in _P3_FILTER.items()):
-        out["3"] = p1_split
     return out
 
 
-def index(root: Path, **options) -> IndexResult:
+def index(root: Path, *, domain: str | None = None) -> IndexResult:
+    """Index the release at ``root`` (see the module docstring); no media is opened. ``domain``: the records'
+    domain name (default: the dataset name)."""
     root = Path(root).absolute()
-    domain = options.get("domain") or NAME
+    domain = domain or NAME
     if not root.is_dir():
         raise LayoutError(NAME, root, "directory does not exist", EXPECTED_LAYOUT)
     lists = _read_lists(root)
@@ -181,4 +187,9 @@ def index(root: Path, **options) -> IndexResult:
     if not records:
         detail = f"; unrecognised entries: {unknown[:3]}" if unknown else ""
         raise LayoutError(NAME, root, f"no video folder in the HiFiMask naming found{detail}", EXPECTED_LAYOUT)
-    return IndexResult(records=records, unknown=unknown)
+    report = {}
+    if "3" not in lists and not any("3" in r.extra["protocols"] for r in records):
+        report["unavailable_protocols"] = {
+            "3": f"{P3_LISTS} not found in {root} or one folder below; protocol 3 cannot be derived from the P1 "
+            "lists (it keeps the transparent masks of only some subjects). Put liuajian's P3 lists there."}
+    return IndexResult(records=records, unknown=unknown, report=report)

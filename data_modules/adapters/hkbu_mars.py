@@ -8,7 +8,9 @@ takes live/mask from folder names and reads any depth:
   ``genuine``, ``bonafide`` -> live; ``mask``, ``masks``, ``attack``, ``fake``, ``spoof`` -> ``mask_3d`` (ThatsMyFace
   and REAL-f masks are both rigid 3D masks; no finer taxonomy name fits). Subject: the first all-digit folder below the
   class folder (``01``..``12``), or else the V2 stem ``<camera>_<light>_<subject>`` (the layout of liuajian's V2 lists,
-  which also fills ``extra["camera"]`` and ``extra["light"]``). A V2 stem and a subject folder must agree. Files
+  which also fills ``extra["camera"]`` and ``extra["light"]``; the released names write the subject without a
+  leading zero, ``attack/09/01_01_9``, and a zero-padded ``01_01_09`` is read as well). A V2 stem and a subject
+  folder must agree (as integers). Files
   that fit none of this are reported as unknown.
 - ``extra["mask_maker"]``: ``thatsmyface`` or ``real-f`` when a folder or the stem names it (``ThatsMyFace``, ``TMF``,
   ``REAL-f``, ``RealF``); otherwise absent.
@@ -36,13 +38,13 @@ EXPECTED_LAYOUT = """\
 <root>/
   real/<subject 01..12>/<any name>.avi         (V1+; class folder: real|live|genuine)
   mask/<subject 01..12>/<any name>.avi         (class folder: mask|attack|fake|spoof)
-  or, V2:  {real,attack}/<subject>/<camera>_<light>_<subject>.avi
+  or, V2:  {real,attack}/<subject 01..12>/<camera 01..07>_<light 01..06>_<subject 1..12>.avi   (attack/09/01_01_9.avi)
 """
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv")
 LIVE_FOLDERS = ("real", "live", "genuine", "bonafide", "bona_fide")
 MASK_FOLDERS = ("mask", "masks", "attack", "fake", "spoof")
-_V2_STEM = re.compile(r"^(?P<camera>\d{2})_(?P<light>\d{2})_(?P<subject>\d{2})$")
+_V2_STEM = re.compile(r"^(?P<camera>\d{2})_(?P<light>\d{2})_(?P<subject>\d{1,2})$")  # real: 01_01_9, 01_01_12
 _MAKERS = (("thatsmyface", re.compile(r"thats?_?my_?face|(^|[^a-z])tmf([^a-z]|$)")),
            ("real-f", re.compile(r"real[-_ ]?f([^a-z]|$)")))
 

@@ -2,6 +2,10 @@
 
 Layout and facts: reference notes ``datasets.md`` section 5 (checked against bob.db.msu_mfsd_mod, SSDG and SAFAS code).
 
+- Layout: the release keeps the videos one level down, ``scene01/real/`` and ``scene01/attack/``, with the subject
+  lists at the top (issue 15: found on the real file list; the reference notes had the flat layout). Flat copies
+  (``real/`` and ``attack/`` in ``--root``) and ``--root <release>/scene01`` (lists read one level up) are accepted.
+  The ``video`` id is ``real/<stem>`` or ``attack/<stem>`` whatever the layout (the stem names the scene).
 - One record per video (``frame=-1``, ``extra["media"]="video"``). Live/attack from the folder and the name prefix
   (``real/real_...`` or ``attack/attack_...``); a name in the wrong folder is reported as unknown.
 - Split from ``train_sub_list.txt`` (15 subjects) and ``test_sub_list.txt`` (20): two-digit ids compared as integers
@@ -35,13 +39,15 @@ NAME = "msu_mfsd"
 DESCRIPTION = "MSU-MFSD: 280 videos of 35 subjects from a laptop and an Android phone; print, iPad and iPhone attacks"
 MEDIA = "video"
 EXPECTED_LAYOUT = """\
-<root>/
-  real/real_client001_android_SD_scene01.mp4
-  real/real_client001_laptop_SD_scene01.mov
-  attack/attack_client001_android_SD_{ipad_video,iphone_video,printed_photo}_scene01.mp4
-  attack/attack_client001_laptop_SD_{ipad_video,iphone_video,printed_photo}_scene01.mov
+<root>/                                   (the unpacked release: MSU-MFSD/)
+  scene01/real/real_client001_android_SD_scene01.mp4   (+ same-stem .face)
+  scene01/real/real_client001_laptop_SD_scene01.mov
+  scene01/attack/attack_client001_android_SD_{ipad_video,iphone_video,printed_photo}_scene01.mp4
+  scene01/attack/attack_client001_laptop_SD_{ipad_video,iphone_video,printed_photo}_scene01.mov
   train_sub_list.txt   (15 two-digit subject ids)
   test_sub_list.txt    (20 two-digit subject ids)
+  README.txt, DecFrames*.m
+also accepted: real/ and attack/ directly in <root> (flat copies), or --root <release>/scene01 (lists one level up)
 """
 
 ATTACK_TYPES = {"printed_photo": "print", "ipad_video": "pad", "iphone_video": "phone"}
@@ -52,33 +58,56 @@ _NAME = re.compile(r"^(?P<cls>real|attack)_client(?P<client>\d{3})_(?P<camera>an
                    r"(?:(?P<instrument>ipad_video|iphone_video|printed_photo)_)?scene(?P<scene>\d{2})$")
 
 
+def _data_dirs(root: Path) -> list[Path]:
+    """Folders holding ``real/``/``attack/``: ``root`` itself (flat copies, or ``--root .../scene01``), else its
+    ``scene*`` subfolders (the release)."""
+    def has_classes(d: Path) -> bool:
+        return (d / "real").is_dir() or (d / "attack").is_dir()
+
+    if has_classes(root):
+        return [root]
+    return sorted(d for d in root.iterdir() if d.is_dir() and d.name.lower().startswith("scene") and has_classes(d))
+
+
+def _list_dir(root: Path) -> Path:
+    """Where the subject lists are: ``root``, or its parent when ``root`` is a ``scene*`` folder of the release."""
+    if not (root / LISTS["train"]).is_file() and root.name.lower().startswith("scene") \
+            and (root.parent / LISTS["train"]).is_file():
+        return root.parent
+    return root
+
+
 def index(root: Path, *, domain: str | None = None) -> IndexResult:
     """Index an MSU-MFSD release at ``root`` (see the module docstring); no media is opened."""
     root = Path(root)
-    if not ((root / "real").is_dir() or (root / "attack").is_dir()):
-        raise LayoutError(NAME, root, "neither real/ nor attack/ found", EXPECTED_LAYOUT)
+    data_dirs = _data_dirs(root)
+    if not data_dirs:
+        raise LayoutError(NAME, root, "neither scene01/real/, scene01/attack/ nor real/, attack/ found",
+                          EXPECTED_LAYOUT)
+    lists = _list_dir(root)
     split_of: dict[int, str] = {}
     for split, name in LISTS.items():
-        if not (root / name).is_file():
-            raise LayoutError(NAME, root / name, "the official subject list is missing", EXPECTED_LAYOUT)
-        split_of.update((int(token), split) for token in (root / name).read_text().split())
+        if not (lists / name).is_file():
+            raise LayoutError(NAME, lists / name, "the official subject list is missing", EXPECTED_LAYOUT)
+        split_of.update((int(token), split) for token in (lists / name).read_text().split())
     domain = domain or NAME
     records: list[SampleRecord] = []
     unknown: list[str] = []
-    for folder in ("real", "attack"):
-        if not (root / folder).is_dir():
-            continue
-        entries = sorted(p for p in (root / folder).iterdir() if not p.name.startswith("."))
-        videos = {p.stem for p in entries if p.suffix.lower() in VIDEO_EXTENSIONS}
-        for path in entries:
-            m = _NAME.match(path.stem)
-            valid = (m and m["cls"] == folder and bool(m["instrument"]) == (folder == "attack")
-                     and path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file())
-            if not valid or int(m["client"]) not in split_of:
-                if not (path.suffix.lower() == ".face" and path.stem in videos):
-                    unknown.append(f"{folder}/{path.name}")
+    for data in data_dirs:
+        for folder in ("real", "attack"):
+            if not (data / folder).is_dir():
                 continue
-            records.append(_record(path, m, split_of[int(m["client"])], domain))
+            entries = sorted(p for p in (data / folder).iterdir() if not p.name.startswith("."))
+            videos = {p.stem for p in entries if p.suffix.lower() in VIDEO_EXTENSIONS}
+            for path in entries:
+                m = _NAME.match(path.stem)
+                valid = (m and m["cls"] == folder and bool(m["instrument"]) == (folder == "attack")
+                         and path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file())
+                if not valid or int(m["client"]) not in split_of:
+                    if not (path.suffix.lower() == ".face" and path.stem in videos):
+                        unknown.append(path.relative_to(root).as_posix())
+                    continue
+                records.append(_record(path, m, split_of[int(m["client"])], domain))
     return IndexResult(records=records, unknown=unknown)
 
 

@@ -18,7 +18,8 @@ present (``extra["media"]="joblib"``), else the sample's npz (``extra["media"]="
 one; the multi-spectral channels ``extra["ir"]`` (RealSense NIR, channel 3), ``extra["depth"]`` (4) and
 ``extra["thermal"]`` (5) then point at that npz too. Neither container is an image file: :func:`read_media` (the
 hook for ``fasvlm prepare``) and :func:`load_color` turn them into HWC uint8 images (RGB; the stored order is BGR).
-Faces are pre-cropped (320x256): ``bbox`` None.
+Faces are pre-cropped (320x256): ``bbox`` None. The joblib is a pickle: it is read by :func:`safe_joblib_load`,
+which admits numpy arrays and plain containers only (anything else is an error naming the file; nothing runs).
 
 Labels from the ground-truth code only: ``m00000`` bona fide; ``m5<CC><SS>`` attack with PAI code CC and species SS.
 PAI codes -> taxonomy: 01 partial funny eyes -> ``funny_eye``, 02 paper -> ``print``, 03 mask mannequin ->
@@ -93,12 +94,96 @@ def _to_uint8_hwc(chw):
     return np.ascontiguousarray((np.clip(chw, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0))
 
 
+class UnsafePickleError(ValueError):
+    """A pickle/joblib file names something other than numpy arrays and plain containers; nothing of it was run."""
+
+
+# (module, name) the restricted unpickler resolves: numpy arrays, dtypes and scalars (numpy 1 and 2 module paths),
+# and the few builtins that plain containers and bytes need under pickle protocols < 4. Everything else (os.system,
+# subprocess.Popen, builtins.eval, any class) is refused before it is called.
+SAFE_GLOBALS = frozenset({
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray"), ("builtins", "complex"),
+    ("_codecs", "encode"), ("collections", "OrderedDict"),
+})
+_COMPRESSION = ((b"BZh", "bz2"), (b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00", "lzma"), (b"\x5d\x00\x00", "lzma"))
+
+
+def _open_decompressed(path: Path):
+    """The joblib file's pickle stream: bz2, gzip, xz/lzma (detected from the magic bytes) or uncompressed."""
+    import bz2
+    import gzip
+    import lzma
+
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    kind = next((k for prefix, k in _COMPRESSION if magic.startswith(prefix)), None)
+    if kind == "bz2":
+        return bz2.open(path, "rb")
+    if kind == "gzip":
+        return gzip.open(path, "rb")
+    if kind == "lzma":
+        return lzma.open(path, "rb")
+    if magic.startswith(b"ZF"):
+        raise UnsafePickleError(f"{path}: joblib's pre-0.10 zlib format is not read; re-save it with joblib.dump")
+    return open(path, "rb")
+
+
+def safe_joblib_load(path: str | Path):
+    """``joblib.load`` restricted to numpy arrays and plain containers (dict, list, tuple, str, numbers, bytes).
+
+    joblib writes arrays as ``NumpyArrayWrapper`` records followed by their raw bytes; its ``NumpyUnpickler`` is
+    subclassed here so that ``find_class`` resolves only :data:`SAFE_GLOBALS` and that wrapper (object-dtype arrays,
+    which would hold a nested pickle, are refused too). Anything else raises :class:`UnsafePickleError` naming the
+    file and the global; as the global is refused before it is called, nothing of the file runs.
+    """
+    import inspect
+    import pickle
+
+    import numpy as np
+    from joblib import numpy_pickle
+
+    path = Path(path)
+
+    class _SafeArrayWrapper(numpy_pickle.NumpyArrayWrapper):
+        def read(self, unpickler, *args, **kwargs):
+            if np.dtype(self.dtype).hasobject or self.subclass is not np.ndarray:
+                raise UnsafePickleError(f"{path}: refused an object-dtype or subclassed array in the joblib file")
+            return super().read(unpickler, *args, **kwargs)
+
+    class _Restricted(numpy_pickle.NumpyUnpickler):
+        def find_class(self, module, name):
+            if (module, name) == ("joblib.numpy_pickle", "NumpyArrayWrapper"):
+                return _SafeArrayWrapper
+            if (module, name) in SAFE_GLOBALS:
+                return super().find_class(module, name)
+            raise UnsafePickleError(
+                f"{path}: refused to load: it references {module}.{name}, but a PADISI-Face COLOR file holds only "
+                "numpy arrays and plain containers (dict, list, str, numbers). Use the file of the official download."
+            )
+
+    # joblib >= 1.5 takes ensure_native_byte_order; earlier versions do not
+    takes = "ensure_native_byte_order" in inspect.signature(numpy_pickle.NumpyUnpickler.__init__).parameters
+    native = {"ensure_native_byte_order": True} if takes else {}
+    with _open_decompressed(path) as stream:
+        try:
+            return _Restricted(str(path), stream, **native).load()
+        except UnsafePickleError:
+            raise
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
+            raise UnsafePickleError(f"{path}: not a readable joblib file ({type(err).__name__}: {err})") from err
+
+
 @functools.lru_cache(maxsize=1)
 def _color_bundle(path: str) -> tuple[object, dict[str, int]]:
-    """The COLOR joblib (every sample; loaded once per process) and its identifier -> row index."""
-    import joblib
-
-    bundle = joblib.load(path)
+    """The COLOR joblib (every sample; loaded once per process, through :func:`safe_joblib_load`) and its
+    identifier -> row index."""
+    bundle = safe_joblib_load(path)
+    if not isinstance(bundle, dict) or "data" not in bundle or "identifiers" not in bundle:
+        raise UnsafePickleError(f"{path}: expected a dict with 'data' and 'identifiers' (the PADISI-Face COLOR file)")
     return bundle["data"], {ident: i for i, ident in enumerate(bundle["identifiers"])}
 
 
@@ -150,9 +235,11 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
         return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(f)]
 
 
-def index(root: Path, **options) -> IndexResult:
+def index(root: Path, *, domain: str | None = None) -> IndexResult:
+    """Index the release at ``root`` (see the module docstring); no media is opened. ``domain``: the records'
+    domain name (default: the dataset name)."""
     root = Path(root).absolute()
-    domain = options.get("domain") or NAME
+    domain = domain or NAME
     if not root.is_dir():
         raise LayoutError(NAME, root, "directory does not exist", EXPECTED_LAYOUT)
     gt_path = _find_csv(root, GROUND_TRUTH)

@@ -219,9 +219,11 @@ def _protocols(lists: dict[str, list[str]], stems_by_key: dict[str | None, list[
     return out
 
 
-def index(root: Path, **options) -> IndexResult:
+def index(root: Path, *, domain: str | None = None) -> IndexResult:
+    """Index the release at ``root`` (see the module docstring); no media is opened. ``domain``: the records'
+    domain name (default: the dataset name)."""
     root = Path(root).absolute()
-    domain = options.get("domain") or NAME
+    domain = domain or NAME
     if not root.is_dir():
         raise LayoutError(NAME, root, "directory does not exist", EXPECTED_LAYOUT)
     tops = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
@@ -230,6 +232,14 @@ def index(root: Path, **options) -> IndexResult:
 
     found: list[tuple[Path, str | None, str]] = []  # (file, key, canonical stem)
     unknown: list[str] = []
+    list_dirs = {d.lower() for d in _LIST_DIRS}
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() and entry.name.lower() not in ("live", "spoof", *list_dirs):
+            unknown.append(f"{entry.name}/ (folder outside Live/ and Spoof/; not read)")
+        elif entry.is_file() and entry.suffix.lower() in _VIDEO_EXTS:
+            unknown.append(f"{entry.name} (video outside Live/ and Spoof/; not read)")
     for top_name in ("live", "spoof"):
         top = tops.get(top_name)
         if top is None:

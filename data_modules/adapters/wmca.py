@@ -216,9 +216,11 @@ def _protocol_files(root: Path, release_dir: Path) -> dict[str, list[tuple[tuple
     return {k: v for k, v in out.items() if v}
 
 
-def index(root: Path, **options) -> IndexResult:
+def index(root: Path, *, domain: str | None = None) -> IndexResult:
+    """Index the release at ``root`` (see the module docstring); no media is opened. ``domain``: the records'
+    domain name (default: the dataset name)."""
     root = Path(root).absolute()
-    domain = options.get("domain") or NAME
+    domain = domain or NAME
     rgb_dir = _find_station(root, "RGB")
     if rgb_dir is None:
         raise LayoutError(NAME, root, "no preprocessed-face-station_RGB folder found", EXPECTED_LAYOUT)

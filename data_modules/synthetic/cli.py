@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
         "official layouts of CelebA-Spoof, Replay-Attack and OULU-NPU.",
     )
     p.add_argument(
-        "--out", required=True, metavar="DIR", help="output folder (created; our own subfolders are replaced)"
+        "--out", required=True, metavar="DIR", help="output folder (created; what an earlier `fasvlm synth` wrote there is replaced, anything else is refused)"
     )
     p.add_argument(
         "--preset",
@@ -36,9 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1:
         print("fasvlm synth: --workers must be >= 1", file=sys.stderr)
         return 2
-    from .runner import generate
+    from .runner import ForeignDataError, generate
 
-    generate(args.out, preset=args.preset, seed=args.seed, workers=args.workers, progress=not args.no_progress)
+    try:
+        generate(args.out, preset=args.preset, seed=args.seed, workers=args.workers, progress=not args.no_progress)
+    except ForeignDataError as err:
+        print(err, file=sys.stderr)
+        return 2
     return 0
 
 

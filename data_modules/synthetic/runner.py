@@ -23,9 +23,11 @@ from .presets import Preset, get_preset
 from .videos import VideoTask, plan_oulu, plan_replay, render_video_task, write_oulu_protocols
 from .videos import truth_rows as video_truth
 
-__all__ = ["generate", "plan", "owned_names", "MARKER"]
+__all__ = ["generate", "plan", "owned_names", "MARKER", "OWNER_MARKER", "ForeignDataError"]
 
 MARKER = ".complete"
+# written *first*: the names this generator owns under <out>; only those are ever removed by a later run
+OWNER_MARKER = ".fasvlm-synth"
 REPLAY_DIR, OULU_DIR, TRUTH_DIR = "replay_attack", "oulu_npu", "truth"
 
 
@@ -40,6 +42,42 @@ def plan(preset: Preset, out: Path, seed: int) -> tuple[dict[str, list[ImageTask
 def owned_names(preset: Preset) -> list[str]:
     """Top-level names under ``out`` that the generator writes (and removes before writing again)."""
     return [spec.domain for spec in preset.celeba] + [REPLAY_DIR, OULU_DIR, TRUTH_DIR, "README.txt", MARKER]
+
+
+class ForeignDataError(FileExistsError):
+    """``<out>`` holds files with the generator's names that the generator did not write."""
+
+
+def _claim(out: Path, names: list[str]) -> None:
+    """Remove what an earlier run of ours wrote under ``out`` and record the names this run will write.
+
+    A name counts as ours when ``out/.fasvlm-synth`` lists it, or (output of versions before that marker) when
+    ``out/.complete`` holds the generator's ``preset=`` line. Anything else with one of our names is refused, never
+    removed: ``synth --out`` pointed at a folder of real data must not delete it.
+    """
+    owner = out / OWNER_MARKER
+    ours: set[str] = set()
+    if owner.is_file():
+        ours = {line.strip() for line in owner.read_text().splitlines() if line.strip() and "/" not in line}
+    elif (out / MARKER).is_file() and (out / MARKER).read_text().startswith("preset="):
+        ours = set(names)
+    foreign = sorted(n for n in names if (out / n).exists() and n not in ours and n != OWNER_MARKER)
+    if foreign:
+        raise ForeignDataError(
+            f"fasvlm synth: {out} already holds {', '.join(foreign)}, not written by `fasvlm synth` (no "
+            f"{OWNER_MARKER} marker lists them); refusing to replace them. Choose an empty or new --out folder, or "
+            "move those files away.")
+    tmp = out / (OWNER_MARKER + ".tmp")
+    tmp.write_text("\n".join(sorted(ours | set(names))) + "\n")
+    os.replace(tmp, owner)
+    for name in sorted(ours):  # a previous (maybe partial) run of ours: start clean, touch nothing else
+        p = out / name
+        if name in (OWNER_MARKER, "", ".", "..") or not (p.exists() or p.is_symlink()):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def _run_task(task):
@@ -120,12 +158,7 @@ def generate(
     spec = get_preset(preset)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in owned_names(spec):  # a previous (maybe partial) run of ours: start clean, touch nothing else
-        p = out / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
+    _claim(out, owned_names(spec))
     images, replay, oulu = plan(spec, out, seed)
     video_tasks = replay + oulu
     image_tasks = [t for ts in images.values() for t in ts]
@@ -216,6 +249,7 @@ def _readme(spec: Preset, seed, images, replay, oulu, elapsed, workers) -> str:
     lines += [
         "truth/  per-item ground truth the layouts do not carry (style of live images, camera quality, cue strength)",
         ".complete  written last: the generation finished",
+        ".fasvlm-synth  written first: the names `fasvlm synth` owns here (a later run replaces only those)",
         "",
     ]
     return "\n".join(lines)

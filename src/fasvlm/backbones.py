@@ -170,12 +170,17 @@ def _unknown_preset(kind: str, name: str) -> BackboneNotFoundError:
 
 
 def load_vision_encoder(name_or_path: str = "tiny", *, image_size: int | None = None) -> nn.Module:
-    """A ``transformers.CLIPVisionModel``: preset (random init), local directory or hub id.
+    """A ``transformers.CLIPVisionModel``: preset (random init), local directory or hub id; or, for ``timm:<name>``,
+    a timm encoder that answers the same way (:mod:`fasvlm.backbones_timm`, the ``timm`` extra).
 
     A full CLIP checkpoint (``CLIPModel``) directory also works: its vision tower is loaded.
     """
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
+    if name_or_path.startswith("timm:"):  # the `timm` extra, imported only when asked for
+        from .backbones_timm import load_timm_vision_encoder
+
+        return load_timm_vision_encoder(name_or_path, image_size=image_size)
     if name_or_path in VISION_PRESETS:
         cfg = dict(VISION_PRESETS[name_or_path])
         if image_size is not None:
@@ -266,6 +271,10 @@ def save_clip(model, tokenizer, image_size: int, out: str | Path) -> Path:
 
 def image_spec(name_or_path: str = "tiny", *, image_size: int | None = None) -> ImageSpec:
     """Input size and normalisation of a vision backbone (CLIP mean/std unless the checkpoint says otherwise)."""
+    if name_or_path.startswith("timm:"):
+        from .backbones_timm import timm_image_spec_args
+
+        return ImageSpec(**timm_image_spec_args(name_or_path, image_size=image_size))
     if name_or_path in VISION_PRESETS:
         return ImageSpec(size=image_size or VISION_PRESETS[name_or_path]["image_size"])
     path = Path(name_or_path)

@@ -7,28 +7,38 @@ only TPR@FPR and which side of a threshold is "positive" (reference notes §4.2)
 ``mode="paper"`` is the SSDG -> ViTAF -> FLIP -> InstructFLIP ``utils/statistic.py`` + evaluation driver
 (reference notes §4.1):
 
-1. with ``video_ids``, frame scores and labels are averaged per video;
+1. with ``video_ids``, frame scores and labels are averaged per video, in the field code's own arithmetic
+   (``video_mean``): ``"instructflip"`` (InstructFLIP ``src/lightningmodule.py``: ``np.mean`` of the video's float32
+   frame scores) or ``"flip"`` (SSDG/ViTAF/FLIP ``utils/evaluate.py``: ``sum(...) / len(...)`` over float32 scores
+   in arrival order); paper mode picks the one of its ``positive`` convention unless told. At ties the threshold,
+   HTER and AUC depend on the last bit of these means, so only the same arithmetic gives the field's numbers for
+   every input; ``"float64"`` (order-independent float64 sums) is the honest mode's default. Arrival order is the
+   order of ``update`` calls, ranks concatenated; it matters only for videos of three or more frames;
 2. thresholds ``0.0 + i * 1.0 / float(grid_density)`` for ``i = 0..grid_density`` then ``1.1``; ``score >= thr`` is
    positive; FAR = FP / (FP + TN), FRR = FN / (FN + TP), each 1.0 when its class is empty (as in the shared code);
    the LAST threshold with the smallest ``|FRR - FAR|`` is kept; EER = (FAR + FRR) / 2 there;
 3. HTER at that threshold (``get_HTER_at_thr``), so HTER = EER;
 4. AUC = ``sklearn.metrics.roc_auc_score`` (trapezoid over ``roc_curve``, ties included);
 5. TPR@FPR = ``tpr[fpr <= target][-1]`` over ``sklearn.metrics.roc_curve`` (default ``drop_intermediate=True``),
-   0 when no point qualifies.
+   0 when no point qualifies; ``tpr_rule="celeba_spoof"`` gives CelebA-Spoof's official rule instead.
 
-The threshold scan is vectorised with sorted scores and ``searchsorted`` and gives the loop's numbers bit for bit.
-Per-video means are float64 sums in ascending score order within each video, so they do not depend on frame order or
-on how frames were sharded over ranks; this equals the shared code's sequential sum exactly whenever the partial sums
-are exact (always for one or two frames per video, the field's protocol).
+The threshold scan is vectorised with sorted scores and ``searchsorted`` and gives the loop's numbers bit for bit;
+with the same per-video means and ``video_mean`` of the field code, the whole paper mode equals that code's
+arithmetic (tests/test_metrics_field.py checks it against transcriptions of both drivers on random tied cases).
 
 ``mode="honest"``: a threshold chosen beforehand (on the source validation set, :func:`eer_threshold` or
-:func:`bpcer_threshold`) is applied unchanged: HTER, ISO/IEC 30107-3 APCER (worst attack type), BPCER and ACER at
-it; EER is reported beside it. Rates of an empty class are NaN in this mode.
+:func:`bpcer_threshold`) is applied unchanged: HTER, ISO/IEC 30107-3 APCER per attack species (PAI species),
+APCER_AP (the worst species; one attack-potential level, since no dataset here grades attack potential), BPCER and
+ACER at it; EER is reported beside it. Both modes also report the ISO/IEC 30107-3 fixed-rate points of the data
+(``bpcer_at_apcer``: BPCER10/20/100 = BPCER at APCER_AP <= 10/5/1 %; ``apcer_at_bpcer``), and
+:func:`det_curve_points` gives the DET curve.
 
 Defined edge cases: empty input, NaN scores, scores outside [0, 1], labels other than 0/1 and videos whose frames
-disagree on label or attack type raise ``ValueError``. One-class input gives AUC and TPR@FPR = NaN with an
-:class:`UndefinedFASMetricWarning` (the shared code crashes in ``roc_auc_score`` there); EER/HTER then follow the
-shared code's 1.0 convention. Constant scores are ordinary input (AUC 0.5).
+disagree on label or attack type raise ``ValueError``. A metric undefined for the input is NaN (``null`` in the
+JSON reports), with an :class:`UndefinedFASMetricWarning`: with one class only, AUC, EER, HTER, TPR@FPR and the
+fixed-rate points are NaN (the shared code crashes in ``roc_auc_score`` there, and its EER/HTER of 1.0 would be an
+artefact of its empty-class convention), as are the rates of the missing class. Means over domains skip NaN and
+say how many domains they cover. Constant scores are ordinary input (AUC 0.5).
 
 :class:`FASMetrics` is the torchmetrics version: its states (scores, labels, 63-bit video/sample/attack ids and the
 attack-name vocabulary) are concatenated over all ranks before any aggregation, and duplicated samples (the padding
@@ -51,10 +61,15 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 __all__ = [
+    "GRID_DENSITY",
     "FASData",
     "FASMetrics",
     "UndefinedFASMetricWarning",
+    "APCER_TARGETS",
+    "BPCER_TARGETS",
+    "VIDEO_MEANS",
     "bpcer_threshold",
+    "det_curve_points",
     "eer_threshold",
     "fas_metrics",
     "honest_threshold",
@@ -67,6 +82,11 @@ __all__ = [
 GRID_DENSITY = 10000
 Mode = Literal["paper", "honest"]
 Positive = Literal["attack", "live"]
+VideoMean = Literal["instructflip", "flip", "float64"]
+VIDEO_MEANS = ("instructflip", "flip", "float64")
+APCER_TARGETS = (0.1, 0.05, 0.01)  # ISO/IEC 30107-3 BPCER10, BPCER20, BPCER100
+BPCER_TARGETS = (0.1, 0.05, 0.01)
+TprRule = Literal["roc", "celeba_spoof"]
 _UNSPECIFIED_ATTACK = "unspecified"
 
 
@@ -126,14 +146,51 @@ def _check_scores_labels(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarr
     return s, y
 
 
-def _first_per_group(n_groups: int, inv: np.ndarray) -> np.ndarray:
-    first = np.full(n_groups, inv.size, dtype=np.int64)
-    np.minimum.at(first, inv, np.arange(inv.size))
-    return first
+def _video_means(scores: np.ndarray, inv: np.ndarray, counts: np.ndarray, video_mean: str) -> np.ndarray:
+    """Mean score per video (``inv``: video index of each frame, frames in arrival order) in the chosen arithmetic.
+
+    * ``"instructflip"``: InstructFLIP ``src/lightningmodule.py::on_validation_epoch_end``: the frame scores are a
+      float32 array (``torch.cat(preds).float().cpu().numpy()``) and each video's mean is ``np.mean(v).item()`` of
+      its float32 frames in arrival order. Evaluated here with the same ``np.mean`` call on the same float32 values
+      in the same order (singletons: the float32 value itself, which is what ``np.mean`` returns for one item).
+    * ``"flip"``: FLIP/ViTAF ``utils/evaluate.py::eval``: ``sum(prob_dict[key]) / len(prob_dict[key])`` over
+      ``np.float32`` values, i.e. a sequential float32 sum in arrival order divided by the frame count (float32
+      result under numpy >= 2's promotion rules, NEP 50). Vectorised: the k-th frames of all videos are added at
+      step k in float32 (IEEE addition is the same elementwise as on scalars) and the quotient is rounded once to
+      float32 (a float64 quotient of float32 operands rounded to float32 is the correctly rounded float32 quotient).
+    * ``"float64"``: float64 sums in ascending score order within each video: independent of frame order and of how
+      frames were sharded over ranks (the honest mode's default).
+    """
+    n_videos = counts.size
+    if video_mean == "float64":
+        order = np.lexsort((scores, inv))  # by video, then ascending score: an order-independent summation order
+        return np.bincount(inv[order], weights=scores[order], minlength=n_videos) / counts
+    s32 = scores.astype(np.float32)
+    order = np.argsort(inv, kind="stable")  # grouped by video, arrival order kept inside each video
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    out = np.empty(n_videos, dtype=np.float64)
+    single = counts == 1
+    out[single] = s32[order[starts[single]]]
+    multi = np.flatnonzero(~single)
+    if multi.size == 0:
+        return out
+    if video_mean == "instructflip":
+        grouped = s32[order]
+        for v in multi.tolist():
+            out[v] = np.mean(grouped[starts[v] : starts[v] + counts[v]]).item()
+        return out
+    # "flip": sequential float32 sum in arrival order, one float32 division
+    acc = np.zeros(multi.size, dtype=np.float32)
+    c_multi, s_multi = counts[multi], starts[multi]
+    for k in range(int(c_multi.max())):
+        has = c_multi > k
+        acc[has] = acc[has] + s32[order[s_multi[has] + k]]
+    out[multi] = (acc.astype(np.float64) / c_multi).astype(np.float32)
+    return out
 
 
 def _aggregate_videos(
-    scores: np.ndarray, labels: np.ndarray, video_ids: Any, attack_types: np.ndarray | None
+    scores: np.ndarray, labels: np.ndarray, video_ids: Any, attack_types: np.ndarray | None, video_mean: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Mean score and label per video (the shared code's ``prob_dict``/``label_dict`` step)."""
     vid = _to_numpy(video_ids).reshape(-1)
@@ -142,8 +199,6 @@ def _aggregate_videos(
     keys, inv = np.unique(vid, return_inverse=True)
     inv = inv.reshape(-1)
     n_videos = keys.size
-    order = np.lexsort((scores, inv))  # by video, then ascending score: an order-independent summation order
-    sums = np.bincount(inv[order], weights=scores[order], minlength=n_videos)
     counts = np.bincount(inv, minlength=n_videos)
     label_sums = np.bincount(inv, weights=labels, minlength=n_videos)
     mixed = (label_sums != 0) & (label_sums != counts)
@@ -152,7 +207,7 @@ def _aggregate_videos(
             f"{int(mixed.sum())} video id(s) hold both live and attack frames, e.g. {keys[mixed][:3].tolist()}; a "
             "video id must name one presentation (make ids unique, e.g. prefix them with the label or the domain)"
         )
-    v_scores = sums / counts
+    v_scores = _video_means(scores, inv, counts, video_mean)
     v_labels = (label_sums > 0).astype(np.int64)
     v_attacks = None
     if attack_types is not None:
@@ -180,8 +235,29 @@ class _Prepared:
     n_frames: int
 
 
-def _prepare(scores: Any, labels: Any, video_ids: Any, attack_types: Any, positive: str) -> _Prepared:
+def _check_video_mean(video_mean: str) -> None:
+    if video_mean not in VIDEO_MEANS:
+        raise ValueError(
+            f"video_mean must be one of {', '.join(VIDEO_MEANS)} (instructflip: np.mean over float32 frames; flip: "
+            f"sum/len over float32 frames in arrival order; float64: order-independent float64), got {video_mean!r}"
+        )
+
+
+def _default_video_mean(mode: str, positive: str, video_mean: str | None) -> str:
+    """``None`` -> the field code of the convention in paper mode (attack: InstructFLIP, live: FLIP), else float64."""
+    if video_mean is None:
+        if mode == "paper":
+            return "instructflip" if positive == "attack" else "flip"
+        return "float64"
+    _check_video_mean(video_mean)
+    return video_mean
+
+
+def _prepare(
+    scores: Any, labels: Any, video_ids: Any, attack_types: Any, positive: str, video_mean: str = "float64"
+) -> _Prepared:
     _check_positive(positive)
+    _check_video_mean(video_mean)
     s, y = _check_scores_labels(scores, labels)
     n_frames = s.size
     types = None
@@ -196,7 +272,9 @@ def _prepare(scores: Any, labels: Any, video_ids: Any, attack_types: Any, positi
     else:
         y_work = y
     if video_ids is not None:
-        s, y_work, types = _aggregate_videos(s, y_work, video_ids, types)
+        s, y_work, types = _aggregate_videos(s, y_work, video_ids, types, video_mean)
+    elif video_mean != "float64":  # the field code's scores are float32 even when nothing is averaged
+        s = s.astype(np.float32).astype(np.float64)
     attack = y_work if positive == "attack" else 1 - y_work
     return _Prepared(s=s, y=y_work, attack=attack, attack_types=types, n_frames=n_frames)
 
@@ -208,12 +286,13 @@ def video_level(
     attack_types: Any = None,
     *,
     positive: Positive = "attack",
+    video_mean: VideoMean = "float64",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The items the metrics score: (scores, labels, attack types) after the ``positive`` flip and video averaging.
 
     Scores and labels are in the ``positive`` convention (label 1 = the positive class); for plots and tables.
     """
-    p = _prepare(scores, labels, video_ids, attack_types, positive)
+    p = _prepare(scores, labels, video_ids, attack_types, positive, video_mean)
     return p.s, p.y, p.attack_types
 
 
@@ -327,6 +406,105 @@ def _iso_rates(p: _Prepared, thr: float, positive: str) -> dict[str, Any]:
     }
 
 
+def _attack_scores(p: _Prepared, positive: str) -> np.ndarray:
+    """Scores in the attack convention (higher = more attack-like), whatever ``positive`` is."""
+    return p.s if positive == "attack" else 1.0 - p.s
+
+
+def _error_rates_over(p: _Prepared, positive: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, APCER over all attacks, APCER_AP = worst attack species, BPCER) at every distinct threshold.
+
+    Decision: attack when the attack-convention score is ``>= thr``; thresholds = the distinct scores, then ``inf``
+    (everything live). APCER rises and BPCER falls with the threshold. Both classes must be present.
+    """
+    a = _attack_scores(p, positive)
+    live = np.sort(a[p.attack == 0])
+    att_mask = p.attack == 1
+    cand = np.r_[np.unique(a), np.inf]
+    bpcer = (live.size - np.searchsorted(live, cand, side="left")) / live.size
+    att = np.sort(a[att_mask])
+    apcer = np.searchsorted(att, cand, side="left") / att.size
+    apcer_ap = apcer
+    if p.attack_types is not None:
+        types = p.attack_types[att_mask]
+        per = [np.searchsorted(np.sort(a[att_mask][types == n]), cand, side="left") / int((types == n).sum())
+               for n in np.unique(types)]
+        apcer_ap = np.max(np.stack(per), axis=0)
+    return cand, apcer, apcer_ap, bpcer
+
+
+_RATE_EPS = 1e-12  # k/n compared with a target such as 0.05: absorb the last-bit rounding of the division
+
+
+def _fixed_rate_points(
+    p: _Prepared, positive: str, apcer_targets: Sequence[float], bpcer_targets: Sequence[float]
+) -> tuple[dict[float, float], dict[float, float]]:
+    """ISO/IEC 30107-3 operating points on these data: BPCER at APCER_AP <= t and APCER_AP at BPCER <= t.
+
+    ``bpcer_at_apcer[t]``: the lowest BPCER of a threshold whose APCER_AP (worst species; all attacks when no species
+    are given) is at most ``t`` (BPCER20 = ``bpcer_at_apcer[0.05]``); ``apcer_at_bpcer[t]``: the lowest APCER_AP of a
+    threshold whose BPCER is at most ``t``. NaN when a class is missing.
+    """
+    if int((p.attack == 0).sum()) == 0 or int((p.attack == 1).sum()) == 0:
+        return {t: math.nan for t in apcer_targets}, {t: math.nan for t in bpcer_targets}
+    _, _, apcer_ap, bpcer = _error_rates_over(p, positive)
+    b_at_a = {}
+    for t in apcer_targets:
+        ok = np.flatnonzero(apcer_ap <= t + _RATE_EPS)  # never empty: at the lowest threshold APCER = 0
+        b_at_a[t] = float(bpcer[ok[-1]])
+    a_at_b = {}
+    for t in bpcer_targets:
+        ok = np.flatnonzero(bpcer <= t + _RATE_EPS)  # never empty: at inf BPCER = 0
+        a_at_b[t] = float(apcer_ap[ok[0]])
+    return b_at_a, a_at_b
+
+
+def det_curve_points(
+    scores: Any,
+    labels: Any,
+    video_ids: Any = None,
+    attack_types: Any = None,
+    *,
+    positive: Positive = "attack",
+    video_mean: VideoMean = "float64",
+) -> dict[str, np.ndarray]:
+    """The DET curve (ISO/IEC 30107-3: APCER against BPCER over all thresholds) of one evaluation set.
+
+    Returns ``threshold`` (attack-convention scores, ascending, then inf), ``apcer`` (all attacks), ``apcer_ap``
+    (worst attack species) and ``bpcer``, one entry per distinct threshold. Needs both classes.
+    """
+    p = _prepare(scores, labels, video_ids, attack_types, positive, video_mean)
+    if int((p.attack == 0).sum()) == 0 or int((p.attack == 1).sum()) == 0:
+        raise ValueError("a DET curve needs live and attack items; one class is missing")
+    thr, apcer, apcer_ap, bpcer = _error_rates_over(p, positive)
+    return {"threshold": thr, "apcer": apcer, "apcer_ap": apcer_ap, "bpcer": bpcer}
+
+
+def _tpr_at_fpr(p: _Prepared, targets: Sequence[float], rule: str) -> dict[float, float]:
+    """TPR at each FPR target (positive convention): the ROC rule of the shared code or CelebA-Spoof's rule.
+
+    * ``"roc"``: ``tpr[fpr <= target][-1]`` over ``sklearn.metrics.roc_curve`` (0 when no point qualifies);
+    * ``"celeba_spoof"``: CelebA-Spoof ``intra_dataset_code/client.py`` (``get_thresholdtable_from_fpr`` +
+      ``get_tpr_from_threshold``): negatives' scores sorted descending, threshold = the ``max(1, int(t * n_neg))``-th
+      of them, TPR = fraction of positives with score ``>= threshold`` (so up to ``max(1, int(t * n_neg))``
+      negatives, ties included, are accepted).
+    """
+    if rule == "roc":
+        fpr, tpr, _ = roc_curve_points(p.s, p.y)
+        out = {}
+        for t in targets:
+            sel = tpr[fpr <= t]
+            out[t] = float(sel[-1]) if sel.size else 0.0
+        return out
+    neg = np.sort(p.s[p.y == 0])[::-1]
+    pos = np.sort(p.s[p.y == 1])
+    out = {}
+    for t in targets:
+        thr = neg[max(1, int(t * neg.size)) - 1]
+        out[t] = float((pos.size - np.searchsorted(pos, thr, side="left")) / pos.size)
+    return out
+
+
 def fas_metrics(
     scores: Any,
     labels: Any,
@@ -338,6 +516,10 @@ def fas_metrics(
     attack_types: Any = None,
     positive: Positive = "attack",
     grid_density: int = GRID_DENSITY,
+    video_mean: VideoMean | None = None,
+    tpr_rule: TprRule = "roc",
+    apcer_targets: Sequence[float] = APCER_TARGETS,
+    bpcer_targets: Sequence[float] = BPCER_TARGETS,
 ) -> dict[str, Any]:
     """FAS metrics of one evaluation set (module docstring: conventions, modes, edge cases).
 
@@ -348,18 +530,29 @@ def fas_metrics(
         mode: "paper" (test-set EER threshold, the shared code) or "honest" (``threshold`` applied unchanged).
         threshold: the honest-mode threshold, in the ``positive`` convention's score; must be None in paper mode.
         fpr_targets: FPR operating points for ``tpr_at_fpr``.
-        attack_types: (N,) attack-type names (live items' names are ignored); adds ``apcer_per_attack``.
+        attack_types: (N,) attack-type (PAI species) names (live items' names are ignored); adds
+            ``apcer_per_attack``.
         positive: "attack" (default; InstructFLIP) or "live" (FLIP: label' = 1 - label, score' = 1 - score).
         grid_density: the threshold grid step is 1 / grid_density (the shared code: 10000).
+        video_mean: arithmetic of the per-video mean: "instructflip", "flip" or "float64" (:func:`_video_means`);
+            None: paper mode -> the field code of ``positive`` (attack: "instructflip", live: "flip"); honest mode
+            -> "float64".
+        tpr_rule: "roc" (the shared code) or "celeba_spoof" (CelebA-Spoof's official rule) for ``tpr_at_fpr``.
+        apcer_targets: APCER_AP levels for ``bpcer_at_apcer`` (0.05 -> BPCER20).
+        bpcer_targets: BPCER levels for ``apcer_at_bpcer``.
 
     Returns:
         dict with fractions in [0, 1]: ``hter``, ``eer``, ``auc``, ``threshold`` (the one HTER/APCER/BPCER use),
-        ``eer_threshold``, ``tpr_at_fpr`` ({target: TPR}), ``apcer``, ``bpcer``, ``acer``, counts ``n`` (items after
-        video aggregation), ``n_live``, ``n_attack``, ``n_frames``, and ``mode``, ``positive``; with
-        ``attack_types`` also ``apcer_per_attack`` ({attack type: APCER}).
+        ``eer_threshold``, ``tpr_at_fpr`` ({target: TPR}), ``apcer`` (= ``apcer_ap``, worst species), ``bpcer``,
+        ``acer``, ``bpcer_at_apcer`` ({target: BPCER}), ``apcer_at_bpcer`` ({target: APCER_AP}), counts ``n``
+        (items after video aggregation), ``n_live``, ``n_attack``, ``n_frames``, and ``mode``, ``positive``,
+        ``video_mean``, ``tpr_rule``; with ``attack_types`` also ``apcer_per_attack`` ({species: APCER}). A metric
+        undefined for these data (one class only: AUC, EER, HTER, TPR@FPR, rates of the missing class) is NaN.
     """
     if mode not in ("paper", "honest"):
         raise ValueError(f"mode must be 'paper' or 'honest', got {mode!r}")
+    if tpr_rule not in ("roc", "celeba_spoof"):
+        raise ValueError(f"tpr_rule must be 'roc' (shared code) or 'celeba_spoof' (CelebA-Spoof), got {tpr_rule!r}")
     if mode == "paper" and threshold is not None:
         raise ValueError(
             "mode='paper' chooses its threshold on the evaluated scores (the shared code); pass "
@@ -372,37 +565,39 @@ def fas_metrics(
                 "eer_threshold(val_scores, val_labels) on the source validation set"
             )
         threshold = float(threshold)
+    video_mean = _default_video_mean(mode, positive, video_mean)
     targets = tuple(float(t) for t in fpr_targets)
-    p = _prepare(scores, labels, video_ids, attack_types, positive)
+    p = _prepare(scores, labels, video_ids, attack_types, positive, video_mean)
     n_pos, n_neg = int(p.y.sum()), int(p.y.size - p.y.sum())
+    two_classes = n_pos > 0 and n_neg > 0
 
     eer, eer_thr = _eer_state(p.s, p.y, grid_density)
-    if n_pos > 0 and n_neg > 0:
+    if two_classes:
         fpr, tpr, _ = roc_curve_points(p.s, p.y)
         auc = _auc(fpr, tpr)
-        tpr_at = {}
-        for t in targets:
-            sel = tpr[fpr <= t]
-            tpr_at[t] = float(sel[-1]) if sel.size else 0.0
+        tpr_at = _tpr_at_fpr(p, targets, tpr_rule)
     else:
         which = "live" if int((p.attack == 0).sum()) == 0 else "attack"
         warnings.warn(
-            f"only one class is present (no {which} items among {p.y.size}): AUC and TPR@FPR are undefined and "
-            "reported as NaN; EER/HTER follow the shared code's convention (rate of an empty class = 1.0)",
+            f"only one class is present (no {which} items among {p.y.size}): AUC, EER, HTER and TPR@FPR are "
+            "undefined and reported as NaN (the shared code crashes in roc_auc_score here; its EER/HTER would be "
+            "1.0 by its empty-class convention)",
             UndefinedFASMetricWarning,
             stacklevel=2,
         )
         auc = math.nan
+        eer = math.nan
         tpr_at = {t: math.nan for t in targets}
 
     if mode == "paper":
         thr = eer_thr
-        hter = _hter_at(p.s, p.y, thr)
+        hter = _hter_at(p.s, p.y, thr) if two_classes else math.nan
         iso = _iso_rates(p, thr, positive)
     else:
         thr = threshold
         iso = _iso_rates(p, thr, positive)
         hter = iso["hter_at_threshold"]
+    b_at_a, a_at_b = _fixed_rate_points(p, positive, apcer_targets, bpcer_targets)
     out: dict[str, Any] = {
         "hter": hter,
         "eer": eer,
@@ -411,14 +606,19 @@ def fas_metrics(
         "eer_threshold": eer_thr,
         "tpr_at_fpr": tpr_at,
         "apcer": iso["apcer"],
+        "apcer_ap": iso["apcer"],
         "bpcer": iso["bpcer"],
         "acer": iso["acer"],
+        "bpcer_at_apcer": b_at_a,
+        "apcer_at_bpcer": a_at_b,
         "n": int(p.s.size),
         "n_live": int((p.attack == 0).sum()),
         "n_attack": int((p.attack == 1).sum()),
         "n_frames": p.n_frames,
         "mode": mode,
         "positive": positive,
+        "video_mean": video_mean,
+        "tpr_rule": tpr_rule,
     }
     if p.attack_types is not None:
         out["apcer_per_attack"] = iso["apcer_per_attack"]
@@ -432,9 +632,10 @@ def eer_threshold(
     *,
     positive: Positive = "attack",
     grid_density: int = GRID_DENSITY,
+    video_mean: VideoMean = "float64",
 ) -> float:
     """The paper-mode EER threshold of (validation) data, to apply unchanged elsewhere with ``mode="honest"``."""
-    p = _prepare(scores, labels, video_ids, None, positive)
+    p = _prepare(scores, labels, video_ids, None, positive, video_mean)
     return _eer_state(p.s, p.y, grid_density)[1]
 
 
@@ -446,6 +647,7 @@ def bpcer_threshold(
     *,
     positive: Positive = "attack",
     grid_density: int = GRID_DENSITY,
+    video_mean: VideoMean = "float64",
 ) -> float:
     """The grid threshold with BPCER <= ``target`` on (validation) data that detects the most attacks.
 
@@ -456,7 +658,7 @@ def bpcer_threshold(
     target = float(target)
     if not 0.0 <= target <= 1.0:
         raise ValueError(f"BPCER target must be a fraction in [0, 1], got {target}")
-    p = _prepare(scores, labels, video_ids, None, positive)
+    p = _prepare(scores, labels, video_ids, None, positive, video_mean)
     live = np.sort(p.s[p.attack == 0])
     if live.size == 0:
         raise ValueError("bpcer_threshold needs live (bona fide) items; the data hold attacks only")
@@ -545,12 +747,18 @@ class FASMetrics(Metric):
         positive: Positive = "attack",
         grid_density: int = GRID_DENSITY,
         max_attack_name_bytes: int = 64,
+        video_mean: VideoMean | None = None,
+        tpr_rule: TprRule = "roc",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if mode not in ("paper", "honest"):
             raise ValueError(f"mode must be 'paper' or 'honest', got {mode!r}")
         _check_positive(positive)
+        if video_mean is not None:
+            _check_video_mean(video_mean)
+        self.video_mean = video_mean
+        self.tpr_rule = tpr_rule
         self.mode = mode
         self.threshold = threshold
         self.fpr_targets = tuple(float(t) for t in fpr_targets)
@@ -665,6 +873,8 @@ class FASMetrics(Metric):
             attack_types=d.attack_types,
             positive=self.positive,
             grid_density=self.grid_density,
+            video_mean=self.video_mean,
+            tpr_rule=self.tpr_rule,
         )
 
 
@@ -675,11 +885,13 @@ def honest_threshold(
     bpcer_target: float = 0.01,
     positive: str = "attack",
     grid_density: int = GRID_DENSITY,
+    video_mean: VideoMean = "float64",
 ) -> float:
     """The honest-mode threshold chosen on (source validation) ``data``: by EER, or the lowest BPCER <= target."""
     if rule == "eer":
-        return eer_threshold(data.scores, data.labels, data.video_ids, positive=positive, grid_density=grid_density)
+        return eer_threshold(data.scores, data.labels, data.video_ids, positive=positive, grid_density=grid_density,
+                             video_mean=video_mean)
     if rule == "bpcer":
         return bpcer_threshold(data.scores, data.labels, bpcer_target, data.video_ids, positive=positive,
-                               grid_density=grid_density)
+                               grid_density=grid_density, video_mean=video_mean)
     raise ValueError(f"unknown threshold rule {rule!r}; valid: eer, bpcer")

@@ -64,7 +64,7 @@ def check_common(run: Path, max_steps: int, world_size: int, tested: bool) -> No
     val = run / "val_metrics.json"
     if check(val.is_file(), f"{val} exists"):
         check(json.loads(val.read_text()).get("world_size") == world_size, f"validation ran on {world_size} ranks")
-    subdirs = [p.name for p in run.iterdir() if p.is_dir() and p.name not in ("checkpoints",)]
+    subdirs = [p.name for p in run.iterdir() if p.is_dir() and p.name not in ("checkpoints", "det")]  # det/: DET-curve figures
     check(not subdirs, f"no logger version sub-directories in the run directory (found {subdirs})")
 
 
@@ -93,14 +93,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.mode == "requeue":
         hpc = sorted(run.glob("hpc_ckpt_*.ckpt"))
-        if check(len(hpc) >= 1, f"Lightning's SIGUSR1 checkpoint exists ({[p.name for p in hpc]})"):
+        if check(len(hpc) >= 1, f"the SIGUSR1 checkpoint exists ({[p.name for p in hpc]})"):
             hpc_step = global_step(hpc[0])
             check(0 < hpc_step < args.max_steps, f"{hpc[0].name} saved mid-training: 0 < step {hpc_step} < "
                                                  f"{args.max_steps}")
             log = args.log.read_text(errors="replace")
             launches = re.findall(r"job \d+ \(restart (\d+)\)", log)
             check(launches[:2] == ["0", "1"], f"the batch script ran twice, restart 0 then 1 (got {launches})")
-            check("Handling auto-requeue signal" in log, "Lightning's SLURM handler ran on SIGUSR1")
+            check("fasvlm: SIGUSR1: saved" in log, "the SIGUSR1 requeue (callbacks/requeue.py) saved and requeued")
             # the requeued launch resumes from the newest checkpoint: hpc_ckpt_1.ckpt, or a last.ckpt that the old
             # launch wrote after the handler (Lightning ignores SIGTERM under auto-requeue, so the old processes keep
             # training until SLURM's SIGKILL, KillWait seconds later, and may reach an epoch end first)
@@ -116,8 +116,16 @@ def main(argv: list[str] | None = None) -> int:
                                           f"(first step per file: {firsts})"):
                 resumed = next(iter(new_files.values()))
                 first = resumed[0]
+                first_launch = log.split("(restart 1)", 1)[0]
+                sigterm = re.findall(r"SIGTERM: saved \S+ at step (\d+)", first_launch)
                 if source == hpc[0].name:
                     check(first == hpc_step, f"the resumed launch logs from the signal step {hpc_step} (got {first})")
+                    expected_last = args.max_steps - 1
+                elif sigterm:
+                    # after the requeue SLURM sent SIGTERM to the old processes: fasvlm saved last.ckpt at the end of
+                    # a training batch (a mid-epoch state, no logging-step shift) and exited 143 (issue 14)
+                    check(first == int(sigterm[0]), f"the resumed launch logs from the SIGTERM checkpoint's step "
+                                                    f"{sigterm[0]} (got {first})")
                     expected_last = args.max_steps - 1
                 else:
                     # Lightning adds 1 to its logging step when it restarts from a checkpoint written at the end of

@@ -16,6 +16,13 @@
 #       Checks (tests/slurm/check_run.py): exit code 0 after exactly one restart, last.ckpt holds global_step ==
 #       max_steps, the hpc checkpoint was written mid-training, the handler ran, config.yaml and TensorBoard events
 #       continue in the same run directory, the resumed launch logging every step from its resume point to the end.
+#    c. job "fasvlm-sigterm" (issue 14): `scancel` while training: SIGTERM -> fasvlm saves a resumable last.ckpt and
+#       exits 143, the script runs no test (job CANCELLED); the same job name submitted again resumes
+#       runs/baseline-tiny/fasvlm-sigterm (FASVLM_RUN_NAME = job name) and finishes with last.ckpt at max_steps + test.
+#    d. jobs "fasvlm-conc1" and "fasvlm-conc2" (issue 14): one task each, running at the same time, each in its own
+#       run directory runs/baseline-tiny/<job name>.
+#    e. `fasvlm sweep --slurm conf/slurm/cpu_gloo.sbatch --seeds 0-2 --submit`: a 3-task job array, one run directory
+#       per seed (sweep_array_check).
 # 4. Stops everything it started (trap), also on failure; keeps the temp dir (logs) on failure or with
 #    FASVLM_SLURM_KEEP=1.
 #
@@ -222,12 +229,12 @@ st=$(wait_job "$id_a")
 exit_a=$(job_field "$id_a" ExitCode)
 log "job $id_a: $st, exit code $exit_a, $((SECONDS - t0)) s"
 [[ $st == COMPLETED && $exit_a == 0:0 ]] || die "job $id_a ended $st with exit code $exit_a ($work/logs)"
-"$py" "$here/check_run.py" train "$proj/runs/fasvlm-train" --max-steps "$steps_a" || die "train job checks"
+"$py" "$here/check_run.py" train "$proj/runs/baseline-tiny/fasvlm-train" --max-steps "$steps_a" || die "train job checks"
 
 # b. SIGUSR1 mid-training -> hpc checkpoint -> requeue -> resume -> same final step
 steps_b=30
 t0=$SECONDS
-run_b=$proj/runs/fasvlm-requeue
+run_b=$proj/runs/baseline-tiny/fasvlm-requeue  # runs/<method>-<protocol>/<job name> (FASVLM_RUN_NAME)
 export FASVLM_TEST=0  # fit only: job a already covered `fasvlm test` under SLURM
 id_b=$(submit fasvlm-requeue "${fit_args[@]}" --trainer.max_steps "$steps_b")
 log "job $id_b (fasvlm-requeue): fit max_steps=$steps_b; signalling once last.ckpt exists"
@@ -269,3 +276,120 @@ log "job $id_b: $st, exit code $exit_b, restarts $restarts, $((SECONDS - t0)) s"
 "$py" "$here/check_run.py" requeue "$run_b" --max-steps "$steps_b" --log "$work/logs/fasvlm-requeue-$id_b.out" ||
     die "requeue job checks"
 log "PASS: train+test job and SIGUSR1 -> requeue -> resume job"
+unset FASVLM_TEST
+
+# --- issue 14: scancel (SIGTERM) -> resumable checkpoint -> resubmission; concurrent jobs -> separate run dirs ---------
+
+check_sigterm_resubmit() {  # c. scancel a running job; the same job name submitted again finishes the run
+    local steps=30 name=fasvlm-sigterm id st code t0=$SECONDS
+    local run=$proj/runs/baseline-tiny/$name
+    id=$(submit "$name" "${fit_args[@]}" --trainer.max_steps "$steps")
+    log "job $id ($name): fit max_steps=$steps then test; scancel (SIGTERM) once last.ckpt exists"
+    local deadline=$((SECONDS + job_timeout))
+    until [[ -f $run/checkpoints/last.ckpt ]]; do
+        st=$(job_field "$id" JobState)
+        [[ $st == PENDING || $st == RUNNING || $st == CONFIGURING ]] || die "job $id is $st before training started"
+        ((SECONDS < deadline)) || die "no checkpoint from job $id after ${job_timeout} s"
+        sleep 0.5
+    done
+    sleep 2  # a few more steps
+    scancel "$id"
+    st=$(wait_job "$id")
+    log "job $id: $st after scancel ($((SECONDS - t0)) s)"
+    [[ $st == CANCELLED ]] || die "job $id ended $st after scancel, expected CANCELLED"
+    local out=$work/logs/$name-$id.out
+    grep -q "SIGTERM: saved" "$out" || die "no SIGTERM checkpoint message in $out"
+    grep -q "fit ended with exit code" "$out" || die "the sbatch script did not report fit's exit code ($out)"
+    [[ ! -f $run/test_metrics.json ]] || die "the sbatch script ran test after an interrupted fit"
+    local step
+    step=$("$py" "$here/check_run.py" step "$run/checkpoints/last.ckpt") || die "last.ckpt of job $id is unreadable"
+    ((step > 0 && step < steps)) || die "last.ckpt after scancel holds step $step, expected 0 < step < $steps"
+    log "job $id: resumable last.ckpt at step $step, no test run; resubmitting $name"
+    id=$(submit "$name" "${fit_args[@]}" --trainer.max_steps "$steps")
+    st=$(wait_job "$id")
+    code=$(job_field "$id" ExitCode)
+    [[ $st == COMPLETED && $code == 0:0 ]] || die "resubmitted job $id ended $st with exit code $code"
+    grep -q "resuming from $run/checkpoints/last.ckpt\|resuming from runs/baseline-tiny/$name/checkpoints/last.ckpt" \
+        "$work/logs/$name-$id.out" || die "the resubmitted job did not resume last.ckpt"
+    step=$("$py" "$here/check_run.py" step "$run/checkpoints/last.ckpt")
+    ((step == steps)) || die "after the resubmission last.ckpt holds step $step, expected $steps"
+    [[ -f $run/test_metrics.json ]] || die "no test after the finished fit"
+    log "PASS: scancel -> last.ckpt at step $((step)) of $steps after resubmission, tested ($((SECONDS - t0)) s)"
+}
+
+check_concurrent_jobs() {  # d. two jobs at once (one task each) write to two run directories
+    local steps=6 t0=$SECONDS ids=() both=0 st1 st2
+    export FASVLM_TEST=0
+    for name in fasvlm-conc1 fasvlm-conc2; do
+        ids+=("$(sbatch --parsable --job-name="$name" --ntasks-per-node=1 --output="$work/logs/%x-%j.out" \
+            --chdir="$proj" "$repo/conf/slurm/cpu_gloo.sbatch" "${fit_args[@]}" --trainer.max_steps "$steps")")
+    done
+    log "jobs ${ids[*]}: two concurrent one-task fits (max_steps=$steps)"
+    local deadline=$((SECONDS + job_timeout))
+    while ((SECONDS < deadline)); do
+        st1=$(job_field "${ids[0]}" JobState); st2=$(job_field "${ids[1]}" JobState)
+        [[ $st1 == RUNNING && $st2 == RUNNING ]] && both=1
+        [[ $st1 != PENDING && $st1 != RUNNING && $st1 != CONFIGURING && $st2 != PENDING && $st2 != RUNNING &&
+           $st2 != CONFIGURING ]] && break
+        sleep 0.5
+    done
+    unset FASVLM_TEST
+    ((both)) || die "jobs ${ids[*]} never ran at the same time"
+    for i in 0 1; do
+        local id=${ids[i]} run=$proj/runs/baseline-tiny/fasvlm-conc$((i + 1)) code
+        code=$(job_field "$id" ExitCode)
+        [[ $(job_field "$id" JobState) == COMPLETED && $code == 0:0 ]] || die "job $id ended with exit code $code"
+        [[ $("$py" "$here/check_run.py" step "$run/checkpoints/last.ckpt") == "$steps" ]] || die "$run: last.ckpt"
+    done
+    log "PASS: concurrent jobs ran at once into runs/baseline-tiny/fasvlm-conc1 and .../fasvlm-conc2 ($((SECONDS - t0)) s)"
+}
+
+check_sigterm_resubmit
+check_concurrent_jobs
+
+# e. `fasvlm sweep --slurm`: 3 seeds as a 3-task job array written from conf/slurm/cpu_gloo.sbatch (issue 18). Each
+#    task trains one epoch and tests in its own run directory <sweep>/seed<k>; then every run has test_metrics.json
+#    and run_info.json with its seed, and a second `fasvlm sweep --submit` of the same plan finds nothing to do.
+sweep_array_check() {
+    local out=runs/sweep-array t0=$SECONDS id k st code pending
+    local sweep_args=(--config conf/baseline/tiny.yaml --config conf/strategy/ddp_cpu.yaml
+                      --data.init_args.batch_size 2 --data.init_args.num_workers 0 --data.init_args.val_fraction 0.34
+                      --trainer.max_epochs 1 --trainer.log_every_n_steps 1
+                      --seeds 0-2 --out "$out" --slurm "$repo/conf/slurm/cpu_gloo.sbatch" --submit)
+    (cd "$proj" && env -u FASVLM_TEST "$venv/bin/fasvlm" sweep "${sweep_args[@]}") >"$work/log/sweep.out" 2>&1 ||
+        die "fasvlm sweep --submit failed: $(tail -n 20 "$work/log/sweep.out")"
+    id=$(sed -n 's/^submitted array job //p' "$work/log/sweep.out")
+    [[ $id =~ ^[0-9]+$ ]] || die "no array job id in: $(cat "$work/log/sweep.out")"
+    log "array job $id (fasvlm sweep, 3 tasks): waiting"
+    local deadline=$((SECONDS + 3 * job_timeout))
+    while [[ -n $(squeue -h -j "$id" -o %i 2>/dev/null) ]]; do
+        ((SECONDS < deadline)) || die "array job $id still running after $((3 * job_timeout)) s"
+        sleep 2
+    done
+    for k in 0 1 2; do
+        st=$(job_field "${id}_$k" JobState)
+        code=$(job_field "${id}_$k" ExitCode)
+        if [[ $st != COMPLETED || $code != 0:0 ]]; then
+            for f in "$proj/$out"/logs/*.out; do [[ -f $f ]] && { echo "===== tail $f"; tail -n 40 "$f"; }; done
+            die "array task ${id}_$k ended $st with exit code $code"
+        fi
+    done
+    "$py" - "$proj/$out" <<'PYEOF' || die "sweep run checks"
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+for k in range(3):
+    run = out / f"seed{k}"
+    report = json.loads((run / "test_metrics.json").read_text())
+    info = json.loads((run / "run_info.json").read_text())
+    assert info["seed"] == k and info["world_size"] == 2, (run, info["seed"], info["world_size"])
+    assert report["world_size"] == 2 and report["domains"], run
+    print(f"  ok    {run}: test_metrics.json ({len(report['domains'])} domains), run_info.json seed {k}, 2 ranks")
+PYEOF
+    (cd "$proj" && "$venv/bin/fasvlm" sweep "${sweep_args[@]/--submit/--dry-run}") >"$work/log/sweep2.out" 2>&1 ||
+        die "fasvlm sweep --dry-run failed: $(tail -n 20 "$work/log/sweep2.out")"
+    pending=$(grep -c "(to run)" "$work/log/sweep2.out" || true)
+    [[ $pending == 0 ]] || die "after the array, $pending run(s) still to run: $(cat "$work/log/sweep2.out")"
+    log "PASS: fasvlm sweep array job $id: 3 tasks, 3 finished runs, $((SECONDS - t0)) s"
+}
+sweep_array_check

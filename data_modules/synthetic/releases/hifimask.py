@@ -4,7 +4,9 @@
 groups, every Type (live, transparent, plaster, resin) under a few scene/light/sensor settings (some inside and some
 outside the P3 training filter). With ``lists=True`` liuajian's P1 video lists (``0 = live``) are written to
 ``protocol/``; ``p2_1_list=True`` adds a P2.1 train list that leaves one video out (to show lists win over the
-derivation). ``challenge=True`` adds the challenge layout (``train/<name>``, an anonymised ``val/0000``).
+derivation). ``p3_lists=True`` writes the three P3 lists in the official form: live, plaster and resin of the
+P1 groups, but the transparent masks of only the first subject of the train and dev groups (the real P3 keeps them
+for 15 of 45 train and 3 of 6 dev subjects), so no attribute filter reproduces it. ``challenge=True`` adds the challenge layout (``train/<name>``, an anonymised ``val/0000``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def make_release(
     media: str = "placeholder",
     lists: bool = True,
     p2_1_list: bool = False,
+    p3_lists: bool = False,
     challenge: bool = False,
 ) -> dict:
     """Write the release under ``root``; return ``videos`` as {name: (list split, type, scene, light, sensor)} etc.
@@ -73,6 +76,17 @@ def make_release(
         (root / "protocol" / "CASIA_HiFiMask@p2.1_video_train.txt").write_text(
             "\n".join(f"CASIA_HiFiMask/Data/{n} 0" for n in train) + "\n"
         )
+    p3: dict[str, str] = {}
+    if p3_lists:
+        first = {g: ids[0] for g, ids in groups.items() if ids}
+        for name, (split, type_id, *_rest) in videos.items():
+            subject = int(name.split("_")[1])
+            if type_id != 1 or split == "test" or subject == first[split]:
+                p3[name] = split
+        for split in ("train", "dev", "test"):
+            (root / "protocol" / f"CASIA_HiFiMask@p3_video_{split}.txt").write_text(
+                "".join(f"CASIA_HiFiMask/Data/{n} {int(videos[n][1] != 0)}\n" for n, s in p3.items() if s == split)
+            )
     challenge_videos = []
     if challenge:
         for name in ("1_40_0_1_1_1", "2_41_3_4_0_2"):
@@ -94,5 +108,6 @@ def make_release(
         "records": (len(videos) + len(challenge_videos)) * frames,
         "challenge_videos": challenge_videos,
         "p2_1_left_out": left_out,
+        "p3": p3,
         "unknown": 1 if challenge else 0,
     }

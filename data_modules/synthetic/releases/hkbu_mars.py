@@ -2,7 +2,8 @@
 
 ``version="v1+"``: ``real/<SS>/<SS>_<take>.avi`` and ``mask/<maker>/<SS>/<SS>_<take>.avi``, subjects 1-6 wearing
 ThatsMyFace masks and 7-12 REAL-f masks (the fake's choice; the real assignment is not documented), ``takes`` videos
-each. ``version="v2"``: ``{real,attack}/<SS>/<camera>_<light>_<SS>.avi`` for 7 cameras x 6 lights, as in the V2 lists.
+each. ``version="v2"``: ``{real,attack}/<SS>/<camera>_<light>_<S>.avi`` for 7 cameras x 6 lights, as in the V2 lists
+(the subject in the stem has no leading zero: ``attack/09/01_01_9.avi``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def make_release(root: Path, *, subjects: Iterable[int] = (1, 2, 7), media: str 
             makers["thatsmyface" if subject <= 6 else "real-f"] += takes
         else:
             for cls, live in (("real", True), ("attack", False)):
-                rels += [(f"{cls}/{ss}/{cam:02d}_{light:02d}_{ss}.avi", live)
+                rels += [(f"{cls}/{ss}/{cam:02d}_{light:02d}_{subject}.avi", live)
                          for cam in range(1, 8) for light in range(1, 7)]
     by_subject: dict[str, Counter] = {}
     for i, (rel, live) in enumerate(rels):

@@ -33,9 +33,11 @@ _TAXONOMY = {"print": "print", "mobile": "phone", "highdef": "pad"}
 
 
 def write_video(path: Path, media: str = "placeholder", *, frames: int = 10, size: tuple[int, int] = (64, 48),
-                box: tuple[int, int, int, int] = BOX, seed: int = 0) -> Path:
+                box: tuple[int, int, int, int] = BOX, seed: int = 0, photo=None) -> Path:
     """Write a video file: a few placeholder bytes, or with ``media="real"`` ``frames`` decodable frames of ``size``
-    (width, height) showing a flat "face" patch at ``box`` on a gradient whose colour depends on ``seed``."""
+    (width, height) showing a flat "face" patch at ``box`` on a gradient whose colour depends on ``seed``.
+    ``photo`` (an RGB uint8 array, e.g. a real photograph of a face): every frame shows it instead, moved by a pixel
+    per frame, at its own size (``size`` and ``box`` are ignored), so that a face detector has a real face to find."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if media == "placeholder":
         path.write_bytes(b"fasvlm placeholder video\n")
@@ -45,6 +47,19 @@ def write_video(path: Path, media: str = "placeholder", *, frames: int = 10, siz
     import av
     import numpy as np
 
+    if photo is not None:
+        photo = np.ascontiguousarray(np.asarray(photo, dtype=np.uint8)[..., :3])
+        height, width = (d - d % 2 for d in photo.shape[:2])  # yuv420p needs even sides
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream("mpeg4", rate=25)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            for i in range(frames):
+                image = np.roll(photo[:height, :width], (i % 5) - 2, axis=1)
+                for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        return path
     width, height = size
     x, y, w, h = box
     base = np.zeros((height, width, 3), np.uint8)

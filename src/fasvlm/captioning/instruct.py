@@ -88,10 +88,12 @@ TASKS = ("description", "coarse", "fine", "reasoning", "localisation")
 JUDGMENT_TASKS = ("coarse",)
 
 # Refusal and hedging phrases (lower case, matched on word boundaries); configurable in conf/caption/instruct.yaml.
+# "unclear" alone is not one: "the face edges are unclear" is a cue description, not a hedge; only the hedging
+# constructions ("it is unclear", "unclear whether") are.
 DEFAULT_REFUSALS: tuple[str, ...] = (
     "i'm sorry", "i am sorry", "i apologize", "i cannot", "i can't", "i can not", "i am unable", "i'm unable",
     "i am not able", "i'm not able", "as an ai", "as a language model", "i don't know", "i do not know",
-    "not sure", "unclear", "difficult to determine", "difficult to tell", "hard to tell", "hard to say",
+    "not sure", "it is unclear", "it's unclear", "unclear whether", "unclear if", "difficult to determine", "difficult to tell", "hard to tell", "hard to say",
     "cannot determine", "can't determine", "cannot be determined", "impossible to determine", "not possible to",
     "without more information", "more context", "i'm not certain", "i am not certain", "it is unknown",
 )
@@ -185,6 +187,10 @@ class JudgeSettings:
 class FilterSettings:
     refusal_phrases: list[str] = field(default_factory=lambda: list(DEFAULT_REFUSALS))
     min_answer_chars: int = 1
+    # Localisation boxes are the MLLM's guess or the whole face box (wrong for partial attacks): unverified. They go
+    # to unverified_boxes.json and review_boxes.csv, not into training, until a reviewer keeps them
+    # (`fasvlm caption import-review` marks kept boxes verified). True trains on them as they are (marked).
+    train_unverified_boxes: bool = False
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -410,6 +416,7 @@ def _compose(row: dict, spec: TaskSpec, generated: str | None, filters: FilterSe
         ctx["box"] = format_box(box)
         row["box_from"] = "mllm" if spec.box_source != "face" and not reason else "face"
         row["box_reason"] = reason
+        row["box_verified"] = False  # nobody has checked it against the image (a reviewer may: import_review)
         ctx["generated"] = ""
     answer = re.sub(r"\s+", " ", spec.answer.format(**ctx)).strip()
     if len(answer) < filters.min_answer_chars or (spec.answer.strip() == "{generated}" and not gen):
@@ -582,6 +589,11 @@ def build_instructions(out: str | Path, data: DataSettings, trainer: TrainerSett
                           "mismatched_per_task": dict(mismatched)}
         rows = kept
 
+    unverified = [r for r in rows if r["task"] == "localisation" and not r.get("box_verified")]
+    if unverified and not filters.train_unverified_boxes:
+        rows = [r for r in rows if not (r["task"] == "localisation" and not r.get("box_verified"))]
+        unverified.sort(key=lambda r: r["key"])
+    stats["localisation_unverified"] = {"boxes": len(unverified), "in_training": filters.train_unverified_boxes}
     rows.sort(key=lambda r: r["key"])
     entries = to_llava(rows)
     stats["output"] = {"conversations": len(entries), "per_task": dict(Counter(e["task"] for e in entries)),
@@ -592,6 +604,10 @@ def build_instructions(out: str | Path, data: DataSettings, trainer: TrainerSett
                       lambda p: p.write_text("".join(json.dumps(d, default=str) + "\n" for d in dropped)))
         if review:
             export_review(out / "conversations.json", out / review)
+        if unverified and not filters.train_unverified_boxes:
+            write_atomic(out / "unverified_boxes.json",
+                         lambda p: p.write_text(json.dumps(to_llava(unverified), indent=1) + "\n"))
+            export_review(out / "unverified_boxes.json", out / "review_boxes.csv")
         write_json(out / "stats.json", stats)
     barrier()
     say(f"instruct: {len(entries)} conversations {stats['output']['per_task']}; {len(dropped)} dropped "
@@ -687,6 +703,7 @@ def import_review(review: str | Path, out: str | Path, filters: FilterSettings |
         image = os.path.relpath(Path(r["image_path"]).resolve(), out.resolve().parent)
         rows.append({"key": str(r["id"]), "image": image, "question": question, "answer": answer,
                      "task": r.get("task"), "sample_id": str(r.get("sample_id")),
+                     "box_verified": True if r.get("task") == "localisation" else None,  # a reviewer kept it
                      "label": int(r["label"]) if str(r.get("label", "")).strip() not in ("", "nan", "None") else -1,
                      "attack": r.get("attack"), "origin": r.get("origin") or "reviewed",
                      "width": int(r["width"]) if str(r.get("width", "")).strip() not in ("", "nan", "None") else None,

@@ -83,15 +83,19 @@ log = logging.getLogger(__name__)
 SCF_STAGES = ("caption", "filter", "finetune", "final")
 
 # The keyword dictionary of stage 2 (conf/caption/keywords.yaml holds the same; tests check that they agree).
-# Families are those of taxonomy.attack_family. "photo" alone is left out on purpose: general captioners start most
-# captions with "a photo of", live ones included.
+# Families are those of taxonomy.attack_family. "photo", "photograph" and "video" alone are left out on purpose:
+# general captioners start most captions, live ones included, with "a photo of" / "a photograph of" / "a video of";
+# only phrases that say the face is a reproduction count. "cut" alone is left out ("cut" hair, "a cut on the lip").
 DEFAULT_KEYWORDS: dict[str, dict[str, list[str]]] = {
     "families": {
-        "print": ["print*", "paper", "poster*", "a4", "printout", "halftone", "magazine", "sheet", "photograph*",
-                  "picture of a picture", "photo of a photo"],
-        "paper_mask": ["paper", "mask*", "cut*", "cardboard", "hole*", "print*"],
+        "print": ["print*", "paper", "poster*", "a4", "halftone", "magazine", "sheet of paper",
+                  "picture of a picture", "photo of a photo", "photograph of a photograph", "photo of a picture",
+                  "picture of a photo", "printed photo*", "photo print*"],
+        "paper_mask": ["paper", "mask*", "cut out", "cutout*", "cut-out*", "cardboard", "eye hole*", "holes",
+                       "print*"],
         "replay": ["screen*", "monitor*", "display*", "phone*", "smartphone*", "cellphone*", "tablet*", "ipad*",
-                   "laptop*", "computer*", "tv", "television", "moire", "bezel", "replay*", "video", "pixel*"],
+                   "laptop*", "computer*", "tv", "television", "moire", "bezel", "replay*", "video replay*",
+                   "playing a video", "video on a", "pixel*", "pixelated"],
         "mask": ["mask*", "silicone", "latex", "resin", "plaster", "rubber", "plastic", "3d", "prosthetic*",
                  "costume"],
         "mannequin": ["mannequin*", "dummy", "dummies", "doll*", "statue*", "sculpture*", "bust", "wax", "plastic",
@@ -186,8 +190,10 @@ class KeywordFilter:
     ``families`` maps a family of :func:`~fasvlm.data_modules.taxonomy.attack_family` (print, paper_mask, replay,
     mask, mannequin) to keywords; ``attacks`` adds keywords for single taxonomy names. Matching is on lower-cased
     words (letters and digits; "cut-out" is "cut out"): a keyword matches when its words occur consecutively in the
-    caption; a trailing ``*`` matches any word with that prefix ("print*" matches "printed"). A family with no
-    keywords keeps nothing.
+    caption, whole words only. A trailing ``*`` adds inflections of the last word, not any continuation: the stem
+    followed by one of :data:`STEM_SUFFIXES` (with the final consonant doubled before -ed/-er/-ing), so "print*"
+    matches "prints", "printed", "printing", "printer", "printout", while "cut*" would not match "cute" and "wig*"
+    not "wiggle". A family with no keywords keeps nothing.
     """
 
     families: dict[str, list[str]] = field(default_factory=dict)
@@ -257,6 +263,21 @@ class KeywordFilter:
         return kept, dropped, stats
 
 
+STEM_SUFFIXES = ("", "s", "es", "d", "ed", "er", "ers", "ing", "ings", "out", "outs")
+_DOUBLING_SUFFIXES = ("ed", "er", "ers", "ing", "ings")
+
+
+def stem_matches(stem: str, word: str) -> bool:
+    """Whether ``word`` is ``stem`` plus an inflection (:data:`STEM_SUFFIXES`; consonant doubling before -ed/-er/-ing:
+    "cut" -> "cutting"): the word-boundary rule of a ``stem*`` keyword."""
+    if not word.startswith(stem):
+        return False
+    rest = word[len(stem):]
+    if rest in STEM_SUFFIXES:
+        return True
+    return bool(stem) and rest[:1] == stem[-1] and rest[1:] in _DOUBLING_SUFFIXES
+
+
 def _phrase_in(keyword: str, words: list[str]) -> bool:
     prefix = keyword.strip().endswith("*")
     parts = _words(keyword)
@@ -265,7 +286,7 @@ def _phrase_in(keyword: str, words: list[str]) -> bool:
     n = len(parts)
     for i in range(len(words) - n + 1):
         window = words[i:i + n]
-        if window[:-1] == parts[:-1] and (window[-1].startswith(parts[-1]) if prefix else window[-1] == parts[-1]):
+        if window[:-1] == parts[:-1] and (stem_matches(parts[-1], window[-1]) if prefix else window[-1] == parts[-1]):
             return True
     return False
 

@@ -140,6 +140,8 @@ class IFAS(nn.Module):
                 bias="none", task_type="CAUSAL_LM"))  # base frozen, adapters in float32 (autocast_adapter_dtype)
         base = self.llm.get_base_model() if llm_mode == "lora" else self.llm
         self._keep_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
+        # transformers >= 5.2x names the KV cache argument/output `cache` (was `past_key_values`)
+        self._cache_arg = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
         embed_dim = self.llm.get_input_embeddings().embedding_dim
 
         width = gac_width or vcfg.hidden_size
@@ -352,10 +354,41 @@ class IFAS(nn.Module):
             return 1.0 - pair[:, 0]
         return 1.0 - logits.softmax(-1)[:, self.prompt.yes_id]
 
-    def first_answer_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """One forward over the prompt only: logits at the first answer position (B, V)."""
-        embeds, attention, _, _ = self.build_inputs(self.encode_image(pixel_values))
+    def first_answer_logits(self, pixel_values: torch.Tensor, reuse_prefix: bool = True) -> torch.Tensor:
+        """One forward over the prompt only: logits at the first answer position (B, V).
+
+        ``reuse_prefix``: the constant text before ``<image>`` (BOS + system prompt + "USER: ") is encoded once per
+        call, for one row, and its key/value cache is shared by the batch; only [visual][suffix] run per image. The
+        logits equal the full forward's (tests/test_ifas.py). Off while gradients flow (training), where the prefix
+        must take part in the graph of LoRA/full fine-tuning.
+        """
+        visual = self.encode_image(pixel_values)
+        if reuse_prefix and not torch.is_grad_enabled():
+            return self._first_logits_cached(visual)
+        embeds, attention, _, _ = self.build_inputs(visual)
         return self.llm_logits(embeds, attention, 1)[:, -1]
+
+    def _first_logits_cached(self, visual: torch.Tensor) -> torch.Tensor:
+        """[prefix] once -> KV cache repeated over the batch -> [visual][suffix] with the cache (B, V)."""
+        b, device = visual.shape[0], visual.device
+        prefix = self._embed(self.prefix_ids)[None]  # (1, P0, D)
+        first = self.llm(inputs_embeds=prefix, attention_mask=torch.ones(1, prefix.shape[1], dtype=torch.long,
+                                                                         device=device), use_cache=True)
+        cache = first[self._cache_arg]
+        cache.batch_repeat_interleave(b)
+        emb_dtype = self.llm.get_input_embeddings().weight.dtype
+        rest = torch.cat([visual.to(emb_dtype), self._embed(self.suffix_ids).expand(b, -1, -1)], 1)  # (B, M+L+S, D)
+        attention = torch.ones(b, prefix.shape[1] + rest.shape[1], dtype=torch.long, device=device)
+        kwargs = {"logits_to_keep": 1} if self._keep_logits else {}
+        kwargs[self._cache_arg] = cache
+        out = self.llm(inputs_embeds=rest, attention_mask=attention, use_cache=True, **kwargs)
+        return out.logits[:, -1]
+
+    def prompt_flops(self) -> dict[str, int]:
+        """Tokens the LLM runs per image for scoring, without and with the shared prefix (``reuse_prefix``)."""
+        full = self.prompt_length
+        return {"tokens_per_image_full": full, "tokens_per_image_reused_prefix": full - len(self.prompt.prefix_ids),
+                "prefix_tokens": len(self.prompt.prefix_ids)}
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Inference: P(attack) (B,) in one forward pass, no generation."""

@@ -20,11 +20,21 @@ Plain ``nn.Module`` (no Lightning). Follows the published code (``kunkunlin1221/
 * Loss (code ``loss_weights: [0.4, 0.4, 0.15, 0.05]``): 0.4 content-LM + 0.4 style-LM + 0.15 cls + 0.05 cue.
 
 Differences from the code, on purpose: CLIP (not ImageNet) normalisation; fixed evaluation questions (the code draws
-the style question at random at test time); the classifier's weight normalisation is differentiable
-(``F.normalize`` in forward) instead of an in-place ``weight.data`` rewrite, which computes the same function;
+the style question at random at test time);
 the T5 runs in bf16 (GPU) or fp32 (CPU) rather than 4-bit; T5's ``dense_act_fn`` is kept as the checkpoint says.
+The classifier's weight normalisation is the code's update rule (:class:`NormLinear`, ``classifier_norm``).
 
-Variants: ``heads="classifier"`` is InstructFLIP-dagger (linear heads on the mean query instead of the LLM, no T5);
+Variants: ``heads="classifier"`` is InstructFLIP-dagger (classification heads on the queries instead of the LLM, no T5).
+Its default reading (``dagger="project"``) departs from the published no-LLM ablation
+(``src/models/instruct_flip/ablation/instruct_flip_no_llm.py``) in three ways: it pools the *mean* of the 32 queries
+(the code: query 0), its heads are plain ``Linear`` (the code: the weight-normalised ``Classifier``), and it has one
+head per style question (the code: one ``style_head`` over all style options, 5+3+3 = 11 outputs there; here the
+active questions' options, 4+2+3). ``dagger="official"`` gives the code's reading (query 0, normalised heads, one
+style head over the concatenated style options, argmax within the asked question's options when answering). The
+published ablation cannot be constructed as released (its ``_build_model`` signature does not match the parent's
+call, reference notes §1.11) and its data side defines no ``style_label``, so the 11-way head's classes are not
+recoverable. Both readings feed the Q-Formers the instructions, as that code does (``batch['content_input']``,
+``batch['style_input']``).
 ``use_content`` / ``use_style`` / ``use_cue`` / ``num_style_questions`` remove a loss term and its parameters; with
 neither branch the classifier and cue generator read ``f_c`` directly (the paper's CLIP baseline row).
 """
@@ -33,6 +43,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -41,13 +52,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from fasvlm.backbones import T5_PRESETS, BackboneNotFoundError, is_preset, load_t5, load_tokenizer, load_vision_encoder
-from fasvlm.models.qformer import QFormer, QFormerLoadReport, qformer_bert_config
+from fasvlm.models.qformer import QFormer, QFormerLoadReport, qformer_bert_config, qformer_tokenizer_path
 from fasvlm.text.instructions import OPTIONS, QUESTION_KINDS, STYLE_KINDS, instruction
 
 __all__ = ["InstructFLIP", "FusionBlock", "CueGenerator", "NormLinear", "StyleQuestionMode", "draw_style_questions",
            "kind_id"]
 
-StyleQuestionMode = Literal["paper", "published", "random", "illumination", "environment", "camera_quality"]
+StyleQuestionMode = Literal["scene_or_quality", "published", "random", "illumination", "environment",
+                            "camera_quality", "paper"]
+_DEPRECATED_MODES = {"paper": "scene_or_quality"}  # old name -> new name
 StyleKindName = Literal["illumination", "environment", "camera_quality"]
 
 
@@ -66,13 +79,18 @@ def draw_style_questions(label: torch.Tensor, mode: str, kinds: tuple[str, ...],
                          generator: torch.Generator | None = None) -> torch.Tensor:
     """Which style question each training sample gets -> global question ids (B,) on CPU.
 
-    ``paper``: attacks get illumination or environment at random, live faces camera quality (they have no
-    illumination/environment label). ``published``: attacks draw among all style questions, live faces camera quality
+    ``scene_or_quality``: attacks get illumination or environment at random, live faces camera quality (they have no
+    illumination/environment label); the project's rule, not the paper's (the paper does not say how questions are
+    drawn); ``paper`` is its deprecated old name. ``published``: attacks draw among all style questions, live faces camera quality
     (the code's ``choice(style_keys) if is_fake else 'camera quality'``). ``random``: every sample draws among all
     active style questions, independent of its label. A question name: every sample gets that one. Only ``kinds``
     (the active style questions) are drawn; a sample whose rule leaves none draws among all active ones. Note that
-    ``paper``/``published`` make the question depend on the label, which the fusion classifier can read.
+    ``scene_or_quality``/``published`` make the question depend on the label, which the fusion classifier can read.
     """
+    if mode in _DEPRECATED_MODES:
+        warnings.warn(f"style_question {mode!r} is deprecated (the rule is not from the paper): use "
+                      f"{_DEPRECATED_MODES[mode]!r}", DeprecationWarning, stacklevel=2)
+        mode = _DEPRECATED_MODES[mode]
     label = label.detach().cpu()
     b = label.shape[0]
     if mode in STYLE_KINDS:
@@ -81,14 +99,15 @@ def draw_style_questions(label: torch.Tensor, mode: str, kinds: tuple[str, ...],
         return torch.full((b,), kind_id(mode), dtype=torch.long)
     if mode == "random":
         attack_set, live_set = kinds, kinds
-    elif mode == "paper":
+    elif mode == "scene_or_quality":
         attack_set = tuple(k for k in ("illumination", "environment") if k in kinds) or kinds
         live_set = ("camera_quality",) if "camera_quality" in kinds else kinds
     elif mode == "published":
         attack_set = kinds
         live_set = ("camera_quality",) if "camera_quality" in kinds else kinds
     else:
-        raise ValueError(f"unknown style_question {mode!r}; valid: paper, published, random, {', '.join(STYLE_KINDS)}")
+        raise ValueError(f"unknown style_question {mode!r}; valid: scene_or_quality, published, random, "
+                         f"{', '.join(STYLE_KINDS)} (deprecated: paper)")
     u = torch.rand(b, generator=generator)  # (B,)
 
     def pick(options: tuple[str, ...]) -> torch.Tensor:
@@ -168,10 +187,39 @@ class FusionBlock(nn.Module):
 
 
 class NormLinear(nn.Linear):
-    """Linear whose weight columns are L2-normalised on every forward (SSDG/FLIP/InstructFLIP classifier)."""
+    """Linear on unit-norm weight columns: the SSDG/FLIP/InstructFLIP classifier (code ``Classifier``, ``norm_flag``).
+
+    ``norm="rewrite"`` (default) is the published update rule: before a forward the weight *parameter* is rewritten to
+    unit-norm columns (the code's ``self.layer.weight.data = normalize(self.layer.weight, 2, axis=0)``), then a plain
+    linear runs; the gradient is the plain linear's and the optimiser moves the unit-norm weight, which the next
+    forward renormalises. The rewrite is skipped while the weight is unchanged since the last one (tracked by the
+    tensor's version counter: an optimiser step or ``load_state_dict`` bumps it), so two forwards in one step do not
+    modify a tensor autograd saved. ``norm="functional"`` normalises inside the graph (``F.normalize`` in forward):
+    the same forward function, but the gradient passes through the normalisation and the raw weight (columns of norm
+    ~0.03 at PyTorch's init) moves instead; under AdamW the head then turns 30-40x faster than the code's
+    (tests/test_instructflip.py trains both). In eval mode the output is computed without the rewrite (the same
+    values; no parameter is modified during inference or export). With ZeRO-3/FSDP sharded parameters the rewrite
+    only touches the gathered copy: use ``functional`` there.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 norm: Literal["rewrite", "functional"] = "rewrite", **kwargs):
+        if norm not in ("rewrite", "functional"):
+            raise ValueError(f"classifier norm must be 'rewrite' (published update rule) or 'functional', got {norm!r}")
+        super().__init__(in_features, out_features, bias, **kwargs)
+        self.norm = norm
+        self._normalised_version = -1  # weight version right after the last rewrite
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, F.normalize(self.weight, dim=0), self.bias)
+        if self.norm == "functional" or not self.training:
+            # eval: the same output without touching the parameter (inference_mode, tracing and ONNX export)
+            return F.linear(x, F.normalize(self.weight, dim=0), self.bias)
+        w = self.weight
+        if w._version != self._normalised_version:
+            with torch.no_grad():
+                w.copy_(F.normalize(w, dim=0))  # (out, in): every input column to unit L2 norm over the outputs
+            self._normalised_version = w._version
+        return F.linear(x, w, self.bias)
 
 
 class CueGenerator(nn.Module):
@@ -232,6 +280,10 @@ class InstructFLIP(nn.Module):
         cue_noise: sigma of the training noise on attack samples' patch tokens (0.5 in the code's config).
         cue_beta: SmoothL1 beta of the cue loss (0.01 as the code).
         max_answer_tokens: T5 target length (16 as the code).
+        classifier_norm: :class:`NormLinear` mode of the live/attack classifier: "rewrite" (the code's update rule)
+            or "functional" (normalisation inside the graph; same forward, different training dynamics).
+        dagger: with ``heads="classifier"``: "project" (mean query, plain heads, one head per style question) or
+            "official" (the published no-LLM code's reading; module docstring).
     """
 
     def __init__(
@@ -260,8 +312,13 @@ class InstructFLIP(nn.Module):
         cue_noise: float = 0.5,
         cue_beta: float = 0.01,
         max_answer_tokens: int = 16,
+        classifier_norm: Literal["rewrite", "functional"] = "rewrite",
+        dagger: Literal["project", "official"] = "project",
     ):
         super().__init__()
+        if dagger not in ("project", "official"):
+            raise ValueError(f"dagger must be 'project' or 'official' (the published no-LLM ablation), got {dagger!r}")
+        self.dagger = dagger
         if heads not in ("llm", "classifier"):
             raise ValueError(f"heads must be 'llm' or 'classifier', got {heads!r}")
         if not 1 <= num_style_questions <= len(STYLE_KINDS):
@@ -285,7 +342,9 @@ class InstructFLIP(nn.Module):
         self.qformer_tokenizer = None
         self.qformer_reports: dict[str, QFormerLoadReport] = {}
         if use_content or use_style:
-            self.qformer_tokenizer = load_tokenizer(qformer, "bert")
+            # an InstructBLIP directory keeps the Q-Former's tokenizer in qformer_tokenizer/ (root = the LLM's)
+            self.qformer_tokenizer = load_tokenizer(
+                qformer if is_preset("qformer", qformer) else qformer_tokenizer_path(qformer), "bert")
             cfg = qformer_bert_config(qformer, num_hidden_layers=qformer_layers, encoder_width=d,
                                       cross_attention_freq=cross_attention_freq, num_attention_heads=qformer_heads,
                                       layer_norm_eps=1e-7)  # the code sets 1e-7
@@ -306,16 +365,35 @@ class InstructFLIP(nn.Module):
         self.t5: nn.Module | None = None
         self.t5_tokenizer = None
         self.t5_proj = nn.Linear(h, _t5_width(self.t5_name)) if self.t5_name is not None else None
-        self.content_head = nn.Linear(h, len(OPTIONS["content"])) if heads == "classifier" and use_content else None
-        self.style_heads = (nn.ModuleDict({k: nn.Linear(h, len(OPTIONS[k])) for k in self.style_kinds})
-                            if heads == "classifier" and use_style else None)
+        dagger_on = heads == "classifier"
+        official = dagger == "official"
+        head_cls = (lambda i, o: NormLinear(i, o, norm=classifier_norm)) if official else nn.Linear
+        self.content_head = head_cls(h, len(OPTIONS["content"])) if dagger_on and use_content else None
+        # project: one plain head per style question; official: one normalised head over all style options
+        self._style_offset = {}
+        offset = 0
+        for k in self.style_kinds:
+            self._style_offset[k] = offset
+            offset += len(OPTIONS[k])
+        if dagger_on and use_style and official:
+            self.style_heads = None
+            self.style_head = head_cls(h, offset)
+        else:
+            self.style_head = None
+            self.style_heads = (nn.ModuleDict({k: nn.Linear(h, len(OPTIONS[k])) for k in self.style_kinds})
+                                if dagger_on and use_style else None)
 
         # fusion and heads
         self.fusion = (nn.ModuleList(FusionBlock(d, h, fusion_heads, fusion_dim_head, fusion_ffn_dim, fusion_dropout,
                                                  fusion_causal) for _ in range(fusion_layers))
                        if use_content or use_style else None)
-        self.classifier = NormLinear(d, 2)
+        self.classifier = NormLinear(d, 2, norm=classifier_norm)
         self.cue_generator = CueGenerator(d) if use_cue else None
+
+    def load_messages(self) -> list[str]:
+        """One line per Q-Former loaded from a checkpoint: tensors loaded, left at initialisation, skipped, unused
+        (the system logs them once, on rank 0)."""
+        return [report.summary(f"{name} Q-Former") for name, report in self.qformer_reports.items()]
 
     # -- instructions -------------------------------------------------------------------------------------------------
 
@@ -407,15 +485,32 @@ class InstructFLIP(nn.Module):
                      names: tuple[str, ...]) -> torch.Tensor:
         """The content or style term: T5 LM loss, or the dagger heads' cross entropy over questions ``names``."""
         if self.heads == "classifier":
+            if self.style_head is not None and names != ("content",):  # official: one head over all style options
+                return self._official_style_loss(queries, kinds, targets)
             heads = {n: self.content_head if n == "content" else self.style_heads[n] for n in names}
             return self._head_loss(queries, kinds, targets, heads)
         return self._lm_loss(queries, kinds, targets)
+
+    def _pool(self, queries: torch.Tensor) -> torch.Tensor:
+        """(B, M, H) -> (B, H): the mean query (project) or query 0 (the published no-LLM code)."""
+        return queries[:, 0] if self.dagger == "official" else queries.mean(dim=1)
+
+    def _official_style_loss(self, queries: torch.Tensor, kinds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross entropy of the one style head over the concatenated style options (labelled rows only)."""
+        offsets = torch.tensor([0] + [self._style_offset[k] for k in STYLE_KINDS if k in self._style_offset],
+                               device=targets.device)
+        kinds = kinds.to(targets.device)
+        logits = self.style_head(self._pool(queries)).float()  # (B, sum of style options)
+        rows = targets >= 0
+        if not bool(rows.any()):
+            return 0.0 * logits.sum()
+        return F.cross_entropy(logits[rows], offsets[kinds[rows]] + targets[rows])
 
     def _head_loss(self, queries: torch.Tensor, kinds: torch.Tensor, targets: torch.Tensor,
                    heads: dict[str, nn.Module]) -> torch.Tensor:
         """Cross entropy of the linear head of each row's question on the mean query; unlabelled rows left out.
         Every head enters the graph (x0 when it has no row) so DDP sees all parameters used."""
-        pooled = queries.mean(dim=1)  # (B, M, H) -> (B, H)
+        pooled = self._pool(queries)  # (B, M, H) -> (B, H)
         kinds = kinds.to(targets.device)
         total, count = pooled.new_zeros((), dtype=torch.float32), 0
         for name, head in heads.items():
@@ -542,8 +637,13 @@ class InstructFLIP(nn.Module):
             content_q, style_q = self.queries(f_c, f_s, ids)
             q = content_q if kind == "content" else style_q
             if self.heads == "classifier":
-                head = self.content_head if kind == "content" else self.style_heads[kind]
-                out[kind] = [OPTIONS[kind][i] for i in head(q.mean(dim=1)).argmax(dim=-1).tolist()]
+                if kind != "content" and self.style_head is not None:
+                    lo = self._style_offset[kind]
+                    logits = self.style_head(self._pool(q))[:, lo: lo + len(OPTIONS[kind])]
+                else:
+                    head = self.content_head if kind == "content" else self.style_heads[kind]
+                    logits = head(self._pool(q))
+                out[kind] = [OPTIONS[kind][i] for i in logits.argmax(dim=-1).tolist()]
                 continue
             embeds, mask = self._t5_encoder_inputs(q, ids)
             gen = self.t5.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=self.max_answer_tokens,

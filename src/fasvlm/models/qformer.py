@@ -29,7 +29,8 @@ from torch import nn
 
 from fasvlm.backbones import BackboneNotFoundError, load_qformer_weights, qformer_config
 
-__all__ = ["QFormer", "QFormerLoadReport", "qformer_bert_config", "map_qformer_state_dict", "resolve_checkpoint_dir"]
+__all__ = ["QFormer", "QFormerLoadReport", "qformer_bert_config", "map_qformer_state_dict", "qformer_tokenizer_path",
+           "resolve_checkpoint_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,28 @@ def resolve_checkpoint_dir(name_or_path: str) -> Path:
             "pass a local directory written by save_pretrained (BERT, BLIP-2 or InstructBLIP), or a preset "
             "(tiny, small, bert-base)."
         ) from err
+
+
+def qformer_tokenizer_path(name_or_path: str) -> str:
+    """Where the Q-Former's (BERT) tokenizer of a checkpoint lives.
+
+    An InstructBLIP checkpoint keeps it in ``qformer_tokenizer/`` (its root tokenizer is the LLM's); a BERT
+    checkpoint at its root. A BLIP-2 checkpoint has none (its Q-Former reads no text) and is refused rather than
+    tokenised with the LLM's vocabulary.
+    """
+    path = resolve_checkpoint_dir(name_or_path)
+    sub = path / "qformer_tokenizer"
+    if sub.is_dir():
+        return str(sub)
+    raw = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
+    if "qformer_config" in raw:
+        raise BackboneNotFoundError(
+            f"{name_or_path}: a {raw.get('model_type', 'BLIP-2')} checkpoint without qformer_tokenizer/; its root "
+            "tokenizer belongs to the LLM, not to the Q-Former. Save a BERT tokenizer there (e.g. "
+            "AutoTokenizer.from_pretrained('bert-base-uncased').save_pretrained(<dir>/qformer_tokenizer)) or use "
+            "an InstructBLIP checkpoint"
+        )
+    return str(path)
 
 
 def qformer_bert_config(name_or_path: str = "bert-base", *, num_hidden_layers: int = 2, encoder_width: int | None = None,
@@ -267,11 +290,12 @@ class QFormer(nn.Module):
         """Load a BERT / BLIP-2 / InstructBLIP checkpoint (directory, hub id or state dict) through
         :func:`map_qformer_state_dict`; tensors whose shape differs (e.g. cross-attention keys of a ViT-g Q-Former
         read by a CLIP-B/16 one) are skipped and reported, never silently reshaped."""
+        label = source if isinstance(source, str) else ""
         if isinstance(source, str):
             source = load_qformer_weights(str(resolve_checkpoint_dir(source)))
         mapped = map_qformer_state_dict(source, copy_text_ffn_to_query=copy_text_ffn_to_query)
         own = self.state_dict()
-        report = QFormerLoadReport()
+        report = QFormerLoadReport(source=label)
         usable = {}
         for k, v in mapped.items():
             if k not in own:
@@ -295,6 +319,22 @@ class QFormerLoadReport:
     missing: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
+    source: str = ""
+
+    def summary(self, name: str = "Q-Former", show: int = 4) -> str:
+        """One line for the user: how many tensors came from the checkpoint and which start from initialisation."""
+
+        def some(keys: list[str]) -> str:
+            return ", ".join(keys[:show]) + (f", ... (+{len(keys) - show})" if len(keys) > show else "")
+
+        parts = [f"{name}: {len(self.loaded)} tensors loaded from {self.source or 'a state dict'}"]
+        if self.missing:
+            parts.append(f"{len(self.missing)} keep their initialisation ({some(self.missing)})")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped for a shape mismatch ({some(self.skipped)})")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} checkpoint tensors unused ({some(self.unexpected)})")
+        return "; ".join(parts)
 
 
 _PREFIXES = ("Qformer.bert.", "Qformer.", "qformer.bert.", "qformer.", "bert.", "module.")

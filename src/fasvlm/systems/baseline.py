@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ..backbones import image_spec
 from ..models.baseline import ViTClassifier
-from .common import SchedulerName, configure_adamw, eval_output
+from .common import SchedulerName, configure_adamw, eval_output, from_pretrained, save_pretrained
 
 __all__ = ["BaselineSystem"]
 
@@ -60,6 +60,16 @@ class BaselineSystem(L.LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
         return {"sample_id": batch["sample_id"], "score": self(batch["pixel_values"]).float().cpu()}
+
+
+    def save_pretrained(self, directory, *, threshold: float | None = None):
+        """Hugging Face style directory: model.safetensors + config.json (``fasvlm.systems.common.save_pretrained``)."""
+        return save_pretrained(self, directory, threshold=threshold)
+
+    @classmethod
+    def from_pretrained(cls, directory):
+        """The system saved by :meth:`save_pretrained` or ``fasvlm export`` (``fasvlm.systems.common.from_pretrained``)."""
+        return from_pretrained(directory, expected=cls)
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from fasvlm.backbones import ImageSpec, load_clip, save_clip
 from fasvlm.data_modules.taxonomy import CELEBA_SPOOF_TYPES
-from fasvlm.systems.common import SchedulerName, configure_adamw, eval_output
+from fasvlm.systems.common import SchedulerName, configure_adamw, eval_output, from_pretrained, save_pretrained
 from fasvlm.text.prompts import batch_captions, compose_caption, load_captions
 
 __all__ = ["CLIPPretrainSystem", "multi_positive_clip_loss"]
@@ -158,6 +158,16 @@ class CLIPPretrainSystem(L.LightningModule):
     def export(self, out: str | Path) -> Path:
         """Write the CLIP as it is now (``save_pretrained`` + tokenizer + image processor) to ``out``."""
         return save_clip(self.model, self.tokenizer, self.image_spec.size, out)
+
+
+    def save_pretrained(self, directory, *, threshold: float | None = None):
+        """Hugging Face style directory: model.safetensors + config.json (``fasvlm.systems.common.save_pretrained``)."""
+        return save_pretrained(self, directory, threshold=threshold)
+
+    @classmethod
+    def from_pretrained(cls, directory):
+        """The system saved by :meth:`save_pretrained` or ``fasvlm export`` (``fasvlm.systems.common.from_pretrained``)."""
+        return from_pretrained(directory, expected=cls)
 
     def configure_optimizers(self):
         hp = self.hparams

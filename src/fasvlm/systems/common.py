@@ -19,7 +19,14 @@ __all__ = [
     "frozen_prefixes",
     "drop_frozen",
     "eval_output",
+    "PRETRAINED_FORMAT",
+    "save_pretrained",
+    "from_pretrained",
 ]
+
+PRETRAINED_FORMAT = "fasvlm.export/1"  # the format of `fasvlm export` directories
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
 
 SchedulerName = Literal["constant", "cosine", "onecycle"]
 
@@ -92,3 +99,80 @@ def drop_frozen(state: dict[str, Any], prefixes: Iterable[str]) -> dict[str, Any
 def eval_output(scores: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
     """What validation/test steps return to the metrics callback: P(attack) and labels (docs/design.md, "Contracts")."""
     return {"scores": scores.detach().float(), "labels": batch["label"].detach()}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Hugging Face style directories (the same format `fasvlm export` writes from a checkpoint)
+
+
+def _plain(value: Any) -> Any:
+    """Hyper-parameters as JSON values (tuples become lists, paths strings)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def save_pretrained(system, directory, *, threshold: float | None = None, margin: float = 0.2):
+    """Write ``model.safetensors`` (the system's ``state_dict``: trainable weights and buffers; frozen backbones are
+    rebuilt from the hyper-parameters) + ``config.json`` (class path, hyper-parameters, preprocessing, threshold),
+    readable by the group (0644). :func:`from_pretrained` and ``fasvlm predict --model`` read it back."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in system.state_dict().items()
+               if isinstance(v, torch.Tensor)}
+    cls = type(system)
+    hp = {k: v for k, v in dict(system.hparams).items() if not k.startswith("_")}
+    spec = system.image_spec
+    config = {"format": PRETRAINED_FORMAT, "class_path": f"{cls.__module__}.{cls.__name__}",
+              "hyper_parameters": _plain(hp),
+              "preprocessing": {"size": int(spec.size), "mean": list(spec.mean), "std": list(spec.std),
+                                "margin": float(margin), "layout": "float32 NCHW RGB, (pixel / 255 - mean) / std"},
+              "threshold": {"value": threshold, "source": None if threshold is None else "save_pretrained(threshold=)",
+                            "rule": "score = P(attack) >= value -> attack"},
+              "weights": {"file": WEIGHTS_FILE, "num_tensors": len(tensors)}}
+    save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "fasvlm_format": PRETRAINED_FORMAT})
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        (directory / name).chmod(0o644)
+    return directory
+
+
+def from_pretrained(directory, *, class_path: str | None = None, expected: type | None = None):
+    """Rebuild a system from a ``save_pretrained``/``fasvlm export`` directory: ``Class(**hyper_parameters)`` (the
+    class from the registry, never imported from the file's text) + the weights. Every trainable parameter must be in
+    the directory and every stored tensor must belong to the module; otherwise ValueError."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from fasvlm.systems import system_class
+
+    directory = Path(directory)
+    config = json.loads((directory / CONFIG_FILE).read_text())
+    if config.get("format") != PRETRAINED_FORMAT:
+        raise ValueError(f"{directory / CONFIG_FILE}: format {config.get('format')!r}, expected {PRETRAINED_FORMAT!r}")
+    class_path = class_path or config.get("class_path")
+    if not class_path:
+        raise ValueError(f"{directory}: no class path recorded; pass class_path=")
+    cls = system_class(class_path)
+    if expected is not None and not issubclass(cls, expected):
+        raise ValueError(f"{directory} holds a {class_path}, not a {expected.__module__}.{expected.__name__}")
+    module = cls(**config["hyper_parameters"])
+    missing, unexpected = module.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=False)
+    if unexpected:
+        raise ValueError(f"stored tensors not in {class_path}: {unexpected[:10]}")
+    params = dict(module.named_parameters())
+    missing_trainable = [k for k in missing if k in params and params[k].requires_grad]
+    if missing_trainable:
+        raise ValueError(f"trainable parameters of {class_path} missing from {directory}: {missing_trainable[:10]}")
+    return module.eval()

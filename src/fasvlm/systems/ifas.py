@@ -31,7 +31,7 @@ import torch
 from fasvlm.backbones import ImageSpec, image_spec
 from fasvlm.losses import lm_loss_terms, lopsided
 from fasvlm.models.ifas import IFAS, DType, LLMMode, ScoreMode
-from fasvlm.systems.common import SchedulerName, configure_adamw, eval_output
+from fasvlm.systems.common import SchedulerName, configure_adamw, eval_output, from_pretrained, save_pretrained
 from fasvlm.text.prompts import (
     QUESTION,
     batch_captions,
@@ -54,8 +54,12 @@ class IFASSystem(L.LightningModule):
         gac_depth / gac_width / gac_heads / gac_mlp_ratio: GAC blocks; width and heads default to the vision encoder's.
         use_gac: False = "w/o GAC" ablation (M+L learnable queries, no per-layer CLS tokens).
         use_scf: False = judgment-only answers ("Yes."/"No."), no interpretation text.
+        caption_source: ``scf`` (default): the interpretations come from the SCF captions table (``captions``, else
+            the data config's ``captions``); a missing table is an error naming ``fasvlm caption scf``.
+            ``templates``: captions composed from the attack type and style labels (tiny/CPU configs, ablations).
         captions: captions table (parquet/CSV/JSONL, columns sample_id, caption) from the SCF pipeline; None = the
-            attack/style templates of ``fasvlm.text.prompts.compose_caption``.
+            data config's (``data.init_args.captions``). Samples the table lacks (target domains) get the
+            attack/style template of ``fasvlm.text.prompts.compose_caption`` (warned once).
         loss: lopsided (α·judgment + (1−α)·interpretation) | standard (mean CE over all answer tokens).
         alpha: α of the Lopsided LM loss.
         score: yes_prob (P("Yes") over the vocabulary) | yes_no_softmax (softmax over {Yes, No}); P(attack) = 1 − it.
@@ -81,6 +85,7 @@ class IFASSystem(L.LightningModule):
         use_gac: bool = True,
         use_scf: bool = True,
         captions: str | None = None,
+        caption_source: Literal["scf", "templates"] = "scf",
         question: str = QUESTION,
         loss: Literal["lopsided", "standard"] = "lopsided",
         alpha: float = 0.7,
@@ -104,6 +109,9 @@ class IFASSystem(L.LightningModule):
             raise ValueError(f"unknown loss {loss!r}; valid: lopsided, standard")
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        if caption_source not in ("scf", "templates"):
+            raise ValueError(f"caption_source must be 'scf' (the captions table of `fasvlm caption scf`) or "
+                             f"'templates' (captions composed from the labels), got {caption_source!r}")
         self.save_hyperparameters()
         self.model = IFAS(vision=vision, llm=llm, llm_mode=llm_mode, num_queries=num_queries, gac_depth=gac_depth,
                           gac_width=gac_width, gac_heads=gac_heads, gac_mlp_ratio=gac_mlp_ratio, use_gac=use_gac,
@@ -119,10 +127,31 @@ class IFASSystem(L.LightningModule):
     # ------------------------------------------------------------------------------------------------------------
     # answers
 
+    def captions_path(self) -> str | None:
+        """The SCF captions table: ``captions``, else the data config's (``data.init_args.captions``)."""
+        if self.hparams.captions is not None:
+            return self.hparams.captions
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        return getattr(dm, "captions", None)
+
     def _caption_table(self) -> dict[str, str] | None:
-        if self.hparams.captions is not None and self._captions is None:
-            self._captions = load_captions(self.hparams.captions)
+        if self.hparams.caption_source == "templates" or not self.hparams.use_scf:
+            return None
+        if self._captions is None:
+            path = self.captions_path()
+            if path is None or not Path(path).is_file():
+                where = f"{path} does not exist" if path is not None else "no captions table is named"
+                raise FileNotFoundError(
+                    f"I-FAS trains on SCF captions, but {where}. Write the table first: `fasvlm caption scf --config "
+                    "conf/caption/scf.yaml --config conf/caption/scf_<protocol>.yaml --out runs/scf/<protocol>` writes <out>/captions.parquet; name "
+                    "it in the data config (data.init_args.captions) or with --model.init_args.captions. Template "
+                    "captions from the attack labels only when asked: --model.init_args.caption_source templates")
+            self._captions = load_captions(path)
         return self._captions
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self._caption_table()  # fail before the first step when the SCF table is missing
 
     def interpretations(self, batch: dict) -> list[str]:
         """Interpretation text per sample: ". This is {caption}" (captions table, else templates) or "." (no SCF)."""
@@ -220,6 +249,16 @@ class IFASSystem(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------------------------
     # optimisation and checkpoints
+
+
+    def save_pretrained(self, directory, *, threshold: float | None = None):
+        """Hugging Face style directory: model.safetensors + config.json (``fasvlm.systems.common.save_pretrained``)."""
+        return save_pretrained(self, directory, threshold=threshold)
+
+    @classmethod
+    def from_pretrained(cls, directory):
+        """The system saved by :meth:`save_pretrained` or ``fasvlm export`` (``fasvlm.systems.common.from_pretrained``)."""
+        return from_pretrained(directory, expected=cls)
 
     def configure_optimizers(self):
         return configure_adamw(self, self.hparams.lr, self.hparams.weight_decay, self.hparams.scheduler,

@@ -23,10 +23,11 @@ from typing import Any, Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
 
 from fasvlm.backbones import ImageSpec, image_spec
 from fasvlm.models.instructflip import InstructFLIP, StyleQuestionMode, draw_style_questions
-from fasvlm.systems.common import SchedulerName, configure_adamw, eval_output
+from fasvlm.systems.common import SchedulerName, configure_adamw, eval_output, from_pretrained, save_pretrained
 
 __all__ = ["InstructFLIPSystem"]
 
@@ -42,9 +43,11 @@ class InstructFLIPSystem(L.LightningModule):
         llm_free: never load the T5 (evaluation/prediction of a trained model without its weights at hand; the
             ``t5_proj`` layer is still built so checkpoints load). Training with the LM losses then fails loudly.
         style_question: which style question a training sample gets: ``random`` (default; label-independent),
-            ``paper`` (attacks: illumination/environment, live: camera quality), ``published`` (attacks: any, live:
-            camera quality) or one fixed question. ``paper``/``published`` let the question reveal the label to
-            the fusion classifier during training while evaluation asks a fixed question.
+            ``scene_or_quality`` (attacks: illumination/environment, live: camera quality; the project's reading of
+            which labels exist, not from the paper; ``paper`` is its deprecated old name), ``published`` (the code:
+            attacks any, live camera quality) or one fixed question. ``scene_or_quality``/``published`` let the
+            question reveal the label to the fusion classifier during training while evaluation asks a fixed one.
+        classifier_norm / dagger: see :class:`~fasvlm.models.instructflip.InstructFLIP`.
         style_seed: seed of the style-question generator (offset by the global rank; saved in checkpoints).
         loss_weights: (content-LM, style-LM, cls, cue) weights.
         answer_questions: in ``predict``, also answer the content and style questions (T5 greedy decoding, or the
@@ -84,6 +87,8 @@ class InstructFLIPSystem(L.LightningModule):
         fusion_dropout: float = 0.1,
         max_answer_tokens: int = 16,
         answer_questions: bool = False,
+        classifier_norm: Literal["rewrite", "functional"] = "rewrite",
+        dagger: Literal["project", "official"] = "project",
         lr: float = 5e-6,
         weight_decay: float = 1e-6,
         scheduler: SchedulerName = "onecycle",
@@ -103,7 +108,10 @@ class InstructFLIPSystem(L.LightningModule):
             eval_style_question=eval_style_question, fusion_heads=fusion_heads, fusion_dim_head=fusion_dim_head,
             fusion_ffn_dim=fusion_ffn_dim, fusion_layers=fusion_layers, fusion_causal=fusion_causal,
             fusion_dropout=fusion_dropout, cue_noise=cue_noise, cue_beta=cue_beta, max_answer_tokens=max_answer_tokens,
+            classifier_norm=classifier_norm, dagger=dagger,
         )
+        for line in self.model.load_messages():  # what was mapped from the checkpoint and what starts random
+            rank_zero_info(line)
         # validate the draw mode now, not at the first training step
         draw_style_questions(torch.zeros(1, dtype=torch.long), style_question, self.model.style_kinds)
         self.image_spec: ImageSpec = image_spec(vision, image_size=image_size)
@@ -184,6 +192,16 @@ class InstructFLIPSystem(L.LightningModule):
         if self.answer_questions:
             pred["answers"] = self.model.answer(batch["pixel_values"])
         return pred
+
+
+    def save_pretrained(self, directory, *, threshold: float | None = None):
+        """Hugging Face style directory: model.safetensors + config.json (``fasvlm.systems.common.save_pretrained``)."""
+        return save_pretrained(self, directory, threshold=threshold)
+
+    @classmethod
+    def from_pretrained(cls, directory):
+        """The system saved by :meth:`save_pretrained` or ``fasvlm export`` (``fasvlm.systems.common.from_pretrained``)."""
+        return from_pretrained(directory, expected=cls)
 
     def configure_optimizers(self):
         return configure_adamw(self, self.lr, self.weight_decay, self.scheduler, self.warmup_frac)

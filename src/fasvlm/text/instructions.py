@@ -1,6 +1,7 @@
 """InstructFLIP's instructions: one content question and three style questions, with their option strings.
 
-Wording of the paper's Table 7, as in the published code (``src/dataset/instruct/_ca_instruction.py``)::
+The wording is the published code's (``src/dataset/instruct/_ca_instruction.py``), not the paper's Table 7, which
+phrases the instructions in its own words; the code's strings are what the released model was trained on::
 
     Choose the correct option to the following question: Which type of spoof type is in this image?
     (1) Real face (2) Photo ... (11) 3D mask

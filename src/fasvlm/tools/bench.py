@@ -108,6 +108,11 @@ def _build(args: argparse.Namespace, extra: list[str]):
         for key in BACKBONE_ARGS:
             if key in init and init[key] is not None:
                 overrides += [f"--model.init_args.{key}", str(_preset_for(init[key], args.preset))]
+    model_cfg = cfg.get("model") or {}
+    if str(model_cfg.get("class_path", "")).endswith("IFASSystem") and (
+            (model_cfg.get("init_args") or {}).get("caption_source", "scf") == "scf"):
+        # bench times the training step: I-FAS answers from the caption templates, no SCF captions table needed
+        overrides += ["--model.init_args.caption_source", "templates"]
     argv = [a for c in args.config for a in ("--config", c)] + overrides + extra
     argv += ["--trainer.logger", "false", "--trainer.enable_checkpointing", "false"]
     class BenchCLI(LightningCLI):

@@ -25,14 +25,14 @@ __all__ = ["main", "build_app", "score_file"]
 
 def score_file(model, path: str, frames: int = 8) -> tuple[str, float | None, object, object, str]:
     """(decision text, P(attack), aligned face, cue overlay or None, details) for one uploaded file."""
-    from fasvlm.tools.predict import _overlay, predict_files
+    from fasvlm.tools.predict import overlay, predict_files
 
     rows, errors, items = predict_files(model, [Path(path)], frames=frames, progress=False)
     if not rows:
         return f"error: {errors[0]['error'] if errors else 'nothing scored'}", None, None, None, ""
     row = next((r for r in rows if r["frame"] is None and r.get("n_frames")), rows[0])  # a video's aggregate
     first = items[0]
-    cue = _overlay(first.crop, first.extra["cue_map"]) if "cue_map" in first.extra else None
+    cue = overlay(first.crop, first.extra["cue_map"]) if "cue_map" in first.extra else None
     details = row.get("explanation") or first.extra.get("explanation") or ""
     if "cue_attack_share" in first.extra:
         details = f"cue map: {first.extra['cue_attack_share']:.2f} of the face marked as attack"

@@ -330,32 +330,11 @@ def convert_deepspeed(ds_dir: str | Path, out_file: str | Path, *, tag: str | No
 
 
 def load_exported(directory: str | Path, *, class_path: str | None = None):
-    """Rebuild the LightningModule of an export directory: ``Class(**hyper_parameters)`` + the exported weights.
+    """Rebuild the LightningModule of an export directory: ``Class(**hyper_parameters)`` + the exported weights
+    (:func:`fasvlm.systems.common.from_pretrained`: the class comes from the systems registry)."""
+    from fasvlm.systems.common import from_pretrained
 
-    Frozen backbones are rebuilt by the constructor (from the ids/paths in the hyper-parameters). Every trainable
-    parameter must be in the export and every exported tensor must belong to the module; otherwise ValueError.
-    """
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    config = json.loads((directory / CONFIG_FILE).read_text())
-    if config.get("format") != EXPORT_FORMAT:
-        raise ValueError(f"{directory / CONFIG_FILE}: format {config.get('format')!r}, expected {EXPORT_FORMAT!r}")
-    class_path = class_path or config.get("class_path")
-    if not class_path:
-        raise ValueError(f"{directory}: no class path recorded; pass class_path=")
-    from fasvlm.systems import system_class
-
-    module = system_class(class_path)(**config["hyper_parameters"])
-    state = load_file(str(directory / WEIGHTS_FILE))
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if unexpected:
-        raise ValueError(f"exported tensors not in {class_path}: {unexpected[:10]}")
-    params = dict(module.named_parameters())
-    missing_trainable = [k for k in missing if k in params and params[k].requires_grad]
-    if missing_trainable:
-        raise ValueError(f"trainable parameters of {class_path} missing from the export: {missing_trainable[:10]}")
-    return module.eval()
+    return from_pretrained(directory, class_path=class_path)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,12 +10,13 @@ directory (``fasvlm export``: ``model.safetensors`` + ``config.json``) or an ``.
 files, folders (searched recursively) and glob patterns.
 
 Per input: the frames (an image is one frame; a video gives ``--frames`` frames sampled uniformly, as the protocols
-do), the faces in each frame (``fasvlm.data_modules.faces``: the detector that ``prepare`` uses; ``--faces largest``
-keeps the largest, ``all`` every face), the crop the training transform takes (square box + margin, resized and
-normalised as the model's image spec says), batched inference, and one row per face:
+do), the faces in each frame (``fasvlm.data_modules.faces.detect_faces``: the pipeline ``prepare`` uses, ``--detector
+auto`` = dlib with the ``faces`` extra, else Haar; ``--faces largest`` keeps the largest, ``all`` every face), the crop
+the training transform takes (square box + margin, or ``--align five_point``: the similarity-aligned chip), resized
+and normalised as the model's image spec says, batched inference, and one row per face:
 
     input, frame (videos; null for images), face (index), score = P(attack), decision (live/attack at the threshold),
-    threshold, threshold_source, box [x, y, w, h], detector (haar, ..., or "none" for the flagged centre crop)
+    threshold, threshold_source, box [x, y, w, h], detector (dlib, haar, ..., or "none" for the flagged centre crop)
 
 plus, for a video, one aggregate row (``frame: null``, ``face: null``, mean score of its frames' first face, decision,
 ``n_frames``). I-FAS rows add ``explanation``: the interpretation generated after the judgment that the decision
@@ -54,7 +55,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["main", "build_parser", "LoadedModel", "load_model", "collect_inputs", "predict_files", "write_report",
-           "IMAGE_SUFFIXES"]
+           "write_outputs", "overlay", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 EXIT_PARTIAL = 3
@@ -253,19 +254,18 @@ def _frames(path: Path, n_frames: int) -> list[tuple[int | None, np.ndarray]]:
 
 
 class _FaceFinder:
-    """The face detector ``prepare`` uses (largest face, or all faces), built once."""
+    """The face pipeline of ``prepare`` (:func:`fasvlm.data_modules.faces.detect_faces`: dlib with the ``faces``
+    extra, else OpenCV's Haar cascade), largest face first; ``policy`` "largest" keeps one face per frame."""
 
-    def __init__(self, policy: str):
+    def __init__(self, policy: str, detector: str = "auto"):
         from fasvlm.data_modules import faces
 
-        self.policy = policy
-        self.name, self.detector = "haar", faces.HaarFaceDetector()
+        faces.make_detector(detector)  # unknown names and a missing extra fail before any file is read
+        self.policy, self.detector, self._faces = policy, detector, faces
 
-    def __call__(self, image: np.ndarray) -> list[tuple[tuple[float, float, float, float], str]]:
-        if self.policy == "all" and hasattr(self.detector, "detect_all"):
-            return [(tuple(map(float, b)), self.name) for b in self.detector.detect_all(image)]
-        box = self.detector.detect(image)
-        return [] if box is None else [(tuple(map(float, box)), self.name)]
+    def __call__(self, image: np.ndarray) -> list:
+        found = self._faces.detect_faces(image, self.detector)
+        return found[:1] if self.policy == "largest" else found
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -285,25 +285,32 @@ class _Item:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _crop_items(path: Path, frames, finder: _FaceFinder, model: LoadedModel, no_face: str) -> Iterator[_Item]:
+def _crop_items(path: Path, frames, finder: _FaceFinder, model: LoadedModel, no_face: str,
+                align: str = "none") -> Iterator[_Item]:
     from PIL import Image
 
+    from fasvlm.data_modules.faces import align_face
     from fasvlm.data_modules.transforms import FaceTransform, square_box
 
     tf = FaceTransform(model.size, model.mean, model.std, train=False, margin=model.margin)
     for index, rgb in frames:
         image = Image.fromarray(rgb)
         found = finder(rgb)
-        if not found:
-            if no_face == "skip":
-                continue
-            found = [(None, "none")]
+        if not found and no_face == "skip":
+            continue
         thumb = np.asarray(_thumbnail(image, 160))
-        for k, (box, detector) in enumerate(found):
-            pixels = tf(image, box, None)
-            x1, y1, x2, y2 = square_box(box, image.width, image.height, model.margin)
-            crop = np.asarray(image.crop(tuple(round(v) for v in (x1, y1, x2, y2))).resize((model.size, model.size)))
-            yield _Item(input=str(path), frame=index, face=k if detector != "none" else None,
+        for k, face in enumerate(found or [None]):
+            box = None if face is None else tuple(float(v) for v in face.box)
+            detector = "none" if face is None else face.detector
+            if align == "five_point" and face is not None and face.landmarks is not None:
+                # the aligned chip is the whole model input (as prepare --align five_point stores it)
+                chip = align_face(rgb, face, size=model.size)
+                pixels, crop, detector = tf(chip, None, None), np.asarray(chip), detector + "+five_point"
+            else:
+                pixels = tf(image, box, None)
+                x1, y1, x2, y2 = square_box(box, image.width, image.height, model.margin)
+                crop = np.asarray(image.crop(tuple(round(v) for v in (x1, y1, x2, y2))).resize((model.size,) * 2))
+            yield _Item(input=str(path), frame=index, face=None if face is None else k,
                         box=None if box is None else [round(v, 1) for v in box], detector=detector, pixels=pixels,
                         crop=crop, thumb=thumb if k == 0 else None)
 
@@ -320,11 +327,11 @@ def _decision(score: float, threshold: float) -> str:
 
 def predict_files(model: LoadedModel, files: Sequence[Path], *, frames: int = 8, faces: str = "largest",
                   no_face: str = "center", batch_size: int = 32, explain: bool = True, max_new_tokens: int = 48,
-                  progress: bool = True) -> tuple[list[dict], list[dict], list[_Item]]:
+                  progress: bool = True, detector: str = "auto", align: str = "none") -> tuple[list[dict], list[dict], list[_Item]]:
     """Score ``files``; returns (rows, errors, items-with-report-images). Failures never stop the batch."""
     import torch
 
-    finder = _FaceFinder(faces)
+    finder = _FaceFinder(faces, detector)
     rows: list[dict] = []
     errors: list[dict] = []
     items: list[_Item] = []
@@ -363,7 +370,7 @@ def predict_files(model: LoadedModel, files: Sequence[Path], *, frames: int = 8,
             bar(path)
             continue
         n_before = len(pending) + len(items)
-        for it in _crop_items(path, media, finder, model, no_face):
+        for it in _crop_items(path, media, finder, model, no_face, align):
             pending.append(it)
             if len(pending) >= batch_size:
                 flush()
@@ -471,7 +478,7 @@ def _data_uri(array: np.ndarray | None) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _overlay(crop: np.ndarray, cue: np.ndarray) -> np.ndarray:
+def overlay(crop: np.ndarray, cue: np.ndarray) -> np.ndarray:
     """The cue map (0 live .. 1 attack) as a red overlay on the crop."""
     from PIL import Image
 
@@ -499,7 +506,7 @@ def write_report(rows: list[dict], errors: list[dict], items: list[_Item], model
             continue
         detail = escape(r.get("explanation", ""))
         if "cue_map" in it.extra:
-            detail = (f'<img class="cue" src="{_data_uri(_overlay(it.crop, it.extra["cue_map"]))}" alt="cue map">'
+            detail = (f'<img class="cue" src="{_data_uri(overlay(it.crop, it.extra["cue_map"]))}" alt="cue map">'
                       f' attack share {r.get("cue_attack_share", it.extra["cue_attack_share"]):.2f}')
         if r.get("n_frames"):
             detail = f"video: mean of {r['n_frames']} frames " + detail
@@ -555,6 +562,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace the predictions of an earlier run in --out")
     p.add_argument("--frames", type=int, default=8, help="frames sampled uniformly per video (default 8)")
     p.add_argument("--faces", choices=("largest", "all"), default="largest", help="faces scored per frame")
+    p.add_argument("--detector", choices=("auto", "dlib", "dlib_cnn", "haar"), default="auto",
+                   help="face detector, as in `fasvlm prepare` (auto: dlib with the faces extra, else Haar)")
+    p.add_argument("--align", choices=("none", "five_point"), default="none",
+                   help="five_point: similarity-align on the eye centres and nose (models prepared with --align "
+                        "five_point; needs landmarks: the faces extra)")
     p.add_argument("--no-face", choices=("center", "skip"), default="center",
                    help="no face found: score a flagged centre crop (detector 'none'), or skip the frame")
     p.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the run's)")
@@ -585,9 +597,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"predict: {len(files)} files with {model.method} ({model.backend}, {model.source}); threshold "
           f"{model.threshold:.4f} ({model.threshold_source})", file=sys.stderr)
-    rows, more, items = predict_files(model, files, frames=args.frames, faces=args.faces, no_face=args.no_face,
-                                      batch_size=args.batch_size, explain=not args.no_explain,
-                                      max_new_tokens=args.max_new_tokens)
+    try:
+        rows, more, items = predict_files(model, files, frames=args.frames, faces=args.faces, no_face=args.no_face,
+                                          batch_size=args.batch_size, explain=not args.no_explain,
+                                          max_new_tokens=args.max_new_tokens, detector=args.detector,
+                                          align=args.align)
+    except (ModuleNotFoundError, ValueError) as err:  # e.g. --detector dlib without the faces extra
+        print(f"fasvlm predict: error: {err}", file=sys.stderr)
+        return 2
     errors += more
     write_outputs(out, rows, errors, items, model)
     scored = {r["input"] for r in rows}
