@@ -14,7 +14,7 @@ IFAS_RUN_DIR ?= runs/ifas-tiny/latest
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv quickstart tiny-clip ifas-tiny test test-all test-slurm test-slurm-multinode gpu-wheels gpu-check lint clean
+.PHONY: venv quickstart tiny-clip ifas-tiny baselines-tiny test test-all test-slurm test-slurm-multinode gpu-wheels gpu-check lint clean
 
 $(BIN)/fasvlm: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,15 @@ ifas-tiny: tiny-clip
 	$(BIN)/fasvlm test --config conf/ifas/tiny.yaml --model.init_args.vision $(TINY_CLIP) --ckpt_path best
 	$(BIN)/fasvlm predict --config conf/ifas/tiny.yaml --model.init_args.vision $(TINY_CLIP) --ckpt_path best
 	@echo "I-FAS-tiny: $(IFAS_RUN_DIR)/test_metrics.json, $(IFAS_RUN_DIR)/predictions.jsonl"
+
+# The field's baselines at tiny size on the synthetic data: fit + test of the best checkpoint for each (docs/methods.md)
+BASELINES ?= flip_v flip_it flip_mcl vitaf ssdg safas cfpl
+baselines-tiny: venv
+	test -f $(SYNTH_DIR)/.complete || $(BIN)/fasvlm synth --out $(SYNTH_DIR) --preset quickstart
+	for m in $(BASELINES); do \
+	  $(BIN)/fasvlm fit --config conf/$$m/tiny.yaml && \
+	  $(BIN)/fasvlm test --config conf/$$m/tiny.yaml --ckpt_path best || exit 1; \
+	done
 
 # Fast suite (CI): everything but the `slow` marker; the `gpu` tests are collected and skip themselves without CUDA.
 # pytest's exit code 5 (no tests collected) is an error here.

@@ -32,7 +32,11 @@ __all__ = [
     "T5_PRESETS",
     "QFORMER_PRESETS",
     "CLIP_PRESETS",
+    "RESNET_PRESETS",
     "load_vision_encoder",
+    "load_resnet",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "load_clip",
     "save_clip",
     "load_causal_lm",
@@ -44,6 +48,8 @@ __all__ = [
     "is_preset",
 ]
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # name -> CLIPVisionConfig kwargs
 VISION_PRESETS: dict[str, dict] = {
@@ -90,7 +96,16 @@ CLIP_PRESETS: dict[str, dict] = {
                                           num_attention_heads=2, max_position_embeddings=64), projection_dim=32),
 }
 
-_ALL_PRESETS = {"vision": VISION_PRESETS, "causal_lm": CAUSAL_LM_PRESETS, "t5": T5_PRESETS, "qformer": QFORMER_PRESETS,
+# name -> ResNetConfig kwargs (the CNN baselines SSDG and SA-FAS; ImageNet weights come from a local directory
+# written by save_pretrained, e.g. microsoft/resnet-18, since torchvision cannot be imported on the CPU path)
+RESNET_PRESETS: dict[str, dict] = {
+    "tiny": dict(embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], layer_type="basic",
+                 image_size=64),
+    "resnet18": dict(embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2], layer_type="basic",
+                     image_size=256),
+}
+
+_ALL_PRESETS = {"resnet": RESNET_PRESETS, "vision": VISION_PRESETS, "causal_lm": CAUSAL_LM_PRESETS, "t5": T5_PRESETS, "qformer": QFORMER_PRESETS,
                 "clip": CLIP_PRESETS}
 
 
@@ -182,6 +197,17 @@ def load_vision_encoder(name_or_path: str = "tiny", *, image_size: int | None = 
         getattr(vision, "vision_model", vision).load_state_dict(clip.vision_model.state_dict())  # 4.x nests it
         return vision.to(clip.dtype)
     return _from_pretrained("vision", CLIPVisionModel.from_pretrained, name_or_path)
+
+
+def load_resnet(name_or_path: str = "tiny") -> nn.Module:
+    """A ``transformers.ResNetModel``: preset (``tiny``, ``resnet18``; random init), local directory or hub id (e.g.
+    ``microsoft/resnet-18`` saved with ``save_pretrained``: ImageNet weights)."""
+    from transformers import ResNetConfig, ResNetModel
+
+    if name_or_path in RESNET_PRESETS:
+        cfg = {k: v for k, v in RESNET_PRESETS[name_or_path].items() if k != "image_size"}
+        return ResNetModel(ResNetConfig(**cfg))
+    return _from_pretrained("resnet", ResNetModel.from_pretrained, name_or_path)
 
 
 def _model_type(config_json: Path) -> str | None:

@@ -6,10 +6,12 @@
 
 import importlib
 
-__all__ = ["BaselineSystem", "CLIPPretrainSystem", "IFASSystem", "InstructFLIPSystem", "SYSTEMS", "system_class"]
+__all__ = ["BaselineSystem", "CFPLSystem", "CLIPPretrainSystem", "FLIPSystem", "IFASSystem", "InstructFLIPSystem",
+           "SAFASSystem", "SSDGSystem", "ViTAFSystem", "SYSTEMS", "system_class"]
 
 _WHERE = {"BaselineSystem": "baseline", "CLIPPretrainSystem": "clip_pretrain", "IFASSystem": "ifas",
-          "InstructFLIPSystem": "instructflip"}
+          "InstructFLIPSystem": "instructflip", "FLIPSystem": "flip", "ViTAFSystem": "vitaf", "SSDGSystem": "ssdg",
+          "SAFASSystem": "safas", "CFPLSystem": "cfpl"}
 
 # class path -> class name (the class is imported on first use)
 SYSTEMS: dict[str, str] = {f"{__name__}.{module}.{name}": name for name, module in _WHERE.items()}
