@@ -148,11 +148,22 @@ SYSTEM_ONLY = {
     "instructflip": {"t5_dtype", "llm_free", "style_question", "style_seed", "loss_weights", "answer_questions", "lr",
                      "weight_decay", "scheduler", "warmup_frac"},
     "baseline": {"lr", "weight_decay", "scheduler", "warmup_frac"},
+    "flip": {"simclr_weight", "mse_weight", "view_scale_min", "lr", "weight_decay", "scheduler", "warmup_frac"},
+    "vitaf": {"cos_weight", "lr", "weight_decay", "scheduler", "warmup_frac"},
+    "ssdg": {"image_size", "source_domains", "lambda_triplet", "lambda_adv", "margin", "grl_alpha", "lr", "weight_decay", "scheduler", "warmup_frac"},
+    "safas": {"image_size", "source_domains", "supcon_weight", "temperature", "align_alpha", "align_epoch",
+              "view_scale_min", "lr", "weight_decay", "scheduler", "warmup_frac"},
+    "cfpl": {"ptm_weight", "lr", "weight_decay", "scheduler", "warmup_frac"},
 }
 PAIRS_OF_CLASSES = {
     "ifas": ("fasvlm.systems.ifas:IFASSystem", "fasvlm.models.ifas:IFAS"),
     "instructflip": ("fasvlm.systems.instructflip:InstructFLIPSystem", "fasvlm.models.instructflip:InstructFLIP"),
     "baseline": ("fasvlm.systems.baseline:BaselineSystem", "fasvlm.models.baseline:ViTClassifier"),
+    "flip": ("fasvlm.systems.flip:FLIPSystem", "fasvlm.models.flip:FLIP"),
+    "vitaf": ("fasvlm.systems.vitaf:ViTAFSystem", "fasvlm.models.vitaf:ViTAF"),
+    "ssdg": ("fasvlm.systems.ssdg:SSDGSystem", "fasvlm.models.ssdg:SSDG"),
+    "safas": ("fasvlm.systems.safas:SAFASSystem", "fasvlm.models.safas:SAFAS"),
+    "cfpl": ("fasvlm.systems.cfpl:CFPLSystem", "fasvlm.models.cfpl:CFPL"),
 }
 
 
