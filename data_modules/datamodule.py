@@ -504,6 +504,13 @@ def domain_records(spec: DomainSpec, cache: dict[tuple, list[SampleRecord]] | No
             log.warning("%s: %d files match no naming rule (first: %s)", spec.root, len(result.unknown),
                         result.unknown[0])
         recs = result.records
+        missing = result.report.get("missing_images") or {}
+        if not recs and missing.get("count"):  # every listed image is gone: say so in one line, not "no records"
+            first = ", ".join(str(p) for p in (missing.get("examples") or [])[:3])
+            raise EmptySplitError(
+                f"split {spec.split!r}: none of its {missing['count']} files exists (domain {spec.name!r}, first: "
+                f"{first}). Likely cause: the data moved, or its disk is not mounted (`root:` entries are relative "
+                "to the directory fasvlm runs in)")
     videos = [r.path for r in recs if r.frame < 0]
     if videos:
         where = spec.manifest or spec.root

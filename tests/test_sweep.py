@@ -78,6 +78,7 @@ def test_sbatch_array_runs_the_task_of_its_index(tmp_path, template, monkeypatch
     assert text.count("#SBATCH --job-name") == 1 and text.count("#SBATCH --output") == 1
     bin_dir = _fake_bin(tmp_path)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_ARRAY_TASK_ID": "1", "SLURM_JOB_ID": "7",
+           "SLURM_JOB_NAME": "sweep",  # set by SLURM for every job; the templates name runs after it (issue 14)
            "SLURM_NTASKS_PER_NODE": "2", "SLURM_JOB_NUM_NODES": "1", "SLURM_NTASKS": "2", "SLURM_JOB_NODELIST": "n0",
            "FASVLM_BIN": str(bin_dir / "fasvlm")}
     proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
@@ -85,11 +86,14 @@ def test_sbatch_array_runs_the_task_of_its_index(tmp_path, template, monkeypatch
     fit, test, _ = (tmp_path / "calls.txt").read_text().split("----\n")
     fit, test = fit.splitlines(), test.splitlines()
     assert fit[0] == "fit" and test[0] == "test"
-    assert fit[1:-2 - 6] == runs[1].args  # then the template's own: run dir, devices, nodes; --ckpt_path last
+    # then the template's own: devices, nodes; --ckpt_path last (the run directory reaches fasvlm as the run's own
+    # --trainer.default_root_dir and as FASVLM_RUN_DIR, issue 14's templates no longer append it)
+    assert fit[1:-2 - 4] == runs[1].args
     assert "a b $HOME 'q'" in fit  # passed through intact, never re-parsed by a shell
     assert fit[fit.index("--seed_everything") + 1] == "1"
     assert fit[-2:] == ["--ckpt_path", "last"] and test[-2:] == ["--ckpt_path", "best"]
-    assert fit[fit.index("--trainer.default_root_dir", len(runs[1].args)) + 1] == "sw/seed1"
+    assert fit[fit.index("--trainer.default_root_dir") + 1] == "sw/seed1"
+    assert "--trainer.default_root_dir" not in fit[len(runs[1].args) + 1:]
 
     # a finished run (test_metrics.json) is not run again, e.g. after a requeue
     (tmp_path / "calls.txt").unlink()
