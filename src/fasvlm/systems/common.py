@@ -19,6 +19,7 @@ __all__ = [
     "frozen_prefixes",
     "drop_frozen",
     "eval_output",
+    "two_class_eval_output",
     "PRETRAINED_FORMAT",
     "save_pretrained",
     "from_pretrained",
@@ -100,6 +101,16 @@ def eval_output(scores: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
     """What validation/test steps return to the metrics callback: P(attack) and labels (docs/design.md, "Contracts")."""
     return {"scores": scores.detach().float(), "labels": batch["label"].detach()}
 
+
+
+def two_class_eval_output(system, logits: torch.Tensor, batch: dict, stage: str,
+                          dataloader_idx: int) -> dict[str, torch.Tensor]:
+    """Evaluation step of a two-class (live, attack) classifier: on loader 0 (the source validation set) log
+    ``<stage>/loss`` (cross entropy), then P(attack) = softmax(logits)[:, 1] for the metrics callback."""
+    if dataloader_idx == 0:
+        system.log(f"{stage}/loss", torch.nn.functional.cross_entropy(logits, batch["label"]),
+                   batch_size=len(batch["label"]), add_dataloader_idx=False, sync_dist=True)
+    return eval_output(logits.softmax(-1)[:, 1], batch)
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Hugging Face style directories (the same format `fasvlm export` writes from a checkpoint)

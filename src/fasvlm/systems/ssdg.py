@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..backbones import IMAGENET_MEAN, IMAGENET_STD, ImageSpec
 from ..models.ssdg import SSDG, asymmetric_triplet_labels, grl_coeff, hard_triplet_loss
-from .common import SchedulerName, configure_adamw, eval_output
+from .common import SchedulerName, configure_adamw, two_class_eval_output
 
 __all__ = ["SSDGSystem", "domain_ids", "source_domain_names"]
 
@@ -100,10 +100,7 @@ class SSDGSystem(L.LightningModule):
         if len(batch["label"]) == 0:
             return None
         logits = self.model(batch["pixel_values"])[0].float()
-        if dataloader_idx == 0:
-            self.log(f"{stage}/loss", F.cross_entropy(logits, batch["label"]), batch_size=len(batch["label"]),
-                     add_dataloader_idx=False, sync_dist=True)
-        return eval_output(logits.softmax(-1)[:, 1], batch)
+        return two_class_eval_output(self, logits, batch, stage, dataloader_idx)
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
         return self._eval_step(batch, "val", dataloader_idx)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ..backbones import image_spec
 from ..models.vitaf import ViTAF
-from .common import SchedulerName, configure_adamw, eval_output
+from .common import SchedulerName, configure_adamw, two_class_eval_output
 
 __all__ = ["ViTAFSystem"]
 
@@ -55,10 +55,7 @@ class ViTAFSystem(L.LightningModule):
         if len(batch["label"]) == 0:
             return None
         logits = self.model(batch["pixel_values"])[0].float()
-        if dataloader_idx == 0:
-            self.log(f"{stage}/loss", F.cross_entropy(logits, batch["label"]), batch_size=len(batch["label"]),
-                     add_dataloader_idx=False, sync_dist=True)
-        return eval_output(logits.softmax(-1)[:, 1], batch)
+        return two_class_eval_output(self, logits, batch, stage, dataloader_idx)
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
         return self._eval_step(batch, "val", dataloader_idx)

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["main", "build_parser", "export_checkpoint", "convert_deepspeed", "load_checkpoint", "load_exported",
-           "export_onnx", "EXPORT_FORMAT"]
+           "export_onnx", "checkpoint_threshold", "EXPORT_FORMAT"]
 
 EXPORT_FORMAT = "fasvlm.export/1"
 WEIGHTS_FILE = "model.safetensors"
@@ -171,7 +171,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, dtype: str 
         "notes": notes,
     }
     config["preprocessing"] = _preprocessing(ckpt, class_path, hp)
-    config["threshold"] = _threshold(ckpt)
+    config["threshold"] = checkpoint_threshold(ckpt)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out_dir / WEIGHTS_FILE),
               metadata={"format": "pt", "fasvlm_format": EXPORT_FORMAT, "class_path": class_path or ""})
@@ -202,7 +202,7 @@ def _preprocessing(ckpt: dict[str, Any], class_path: str | None, hp: dict[str, A
                     "image), resized to size x size (bicubic)"}
 
 
-def _threshold(ckpt: dict[str, Any]) -> dict[str, Any]:
+def checkpoint_threshold(ckpt: dict[str, Any]) -> dict[str, Any]:
     """The honest decision threshold chosen on the source validation set (FASMetricsCallback's checkpointed state)."""
     for key, state in (ckpt.get("callbacks") or {}).items():
         if "FASMetricsCallback" in str(key) and isinstance(state, dict) and state.get("val_threshold") is not None:

@@ -116,13 +116,6 @@ class LoadedModel:
         return [t.strip().lstrip(".").strip() for t in texts]
 
 
-def _threshold_from_checkpoint(ckpt: dict) -> tuple[float | None, str | None]:
-    for key, state in (ckpt.get("callbacks") or {}).items():
-        if "FASMetricsCallback" in str(key) and isinstance(state, dict) and state.get("val_threshold") is not None:
-            return float(state["val_threshold"]), f"source validation, epoch {state.get('val_threshold_epoch')}"
-    return None, None
-
-
 def _system_from_checkpoint(path: Path):
     """The LightningModule of a checkpoint: its class from the project's registry, weights with weights_only=True."""
     from fasvlm.systems import system_class
@@ -176,7 +169,10 @@ def load_model(path: str | Path, *, threshold: float | None = None, margin: floa
                                         "model.safetensors)")
             path = found
         system, ckpt = _system_from_checkpoint(path)
-        thr, thr_source = _threshold_from_checkpoint(ckpt)
+        from fasvlm.tools.export import checkpoint_threshold
+
+        stored = checkpoint_threshold(ckpt)
+        thr, thr_source = stored["value"], stored["source"]
         spec = system.image_spec
         stored_margin = (ckpt.get("FASDataModule") or {}).get("margin")
         model = LoadedModel(method=type(system).__name__, size=int(spec.size), mean=tuple(spec.mean),
