@@ -3,7 +3,7 @@
 Data flow: adapter index or prepared manifest -> :class:`SampleRecord` list -> :class:`FASDataset` (face crop,
 transform from the model's image spec) -> batches following the batch contract below.
 
-Batch contract (every system reads this)::
+Batch contract (every system reads this, after ``on_after_batch_transfer``)::
 
     pixel_values  float (B, 3, S, S)  normalised with the model's image spec
     label         long (B,)           1 = attack, 0 = live
@@ -12,6 +12,17 @@ Batch contract (every system reads this)::
     attack, domain, video, sample_id            list[str]
     illumination_name, environment_name, camera_quality_name   list[str | None]
     skipped       list[str]           paths of corrupt images skipped while building this batch (counted)
+
+What the loaders yield (``device_transforms=True``, the default; issue 20): the worker half of the transform
+(:class:`~fasvlm.data_modules.transforms.FaceCarrier`) decodes and cuts, the device half
+(:class:`~fasvlm.data_modules.transforms.DeviceTransform`, run by :meth:`FASDataModule.on_after_batch_transfer` on
+the batch already on the device) resamples the face window, flips, colour-jitters and normalises::
+
+    pixel_values  uint8 (B, C, C, 3)  carrier images, C = carrier_size(S) (pinned memory on CUDA)
+    pixel_params  float (B, 10)       per-sample window and augmentation (transforms.PARAMS), drawn from the
+                                      sampler's per-sample seed on the worker (exact resume)
+
+With ``device_transforms=False`` the loaders yield the contract above directly (the whole transform on the workers).
 
 Evaluation loaders: ``val_names`` / ``test_names`` list one name per dataloader index; the first is ``source_name``
 ("source"), the held-out source data used to choose the honest threshold; the others are the target domains.
@@ -37,11 +48,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .adapters import index_dataset
 from .record import SampleRecord, read_manifest, resolve_bbox
 from .taxonomy import content_index, style_index
-from .transforms import FaceTransform, ImageSpec, estimate_camera_quality
+from .transforms import DeviceTransform, FaceCarrier, FaceTransform, ImageSpec, estimate_camera_quality
 
 __all__ = ["DomainSpec", "FASDataModule", "FASDataset", "FASSampler", "EvalSampler", "fas_collate", "sampler_resume_state",
            "model_image_spec", "make_loader", "eval_loaders", "domain_records", "select_domain", "select_records",
-           "EmptySplitError", "require_files"]
+           "EmptySplitError", "require_files", "data_transforms", "apply_device_transform"]
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +105,12 @@ class FASDataset(Dataset):
     """Records -> transformed samples. Corrupt or missing images are skipped, logged and counted, never fatal.
 
     Items are ``int`` indices or ``(index, seed)`` pairs from :class:`FASSampler` (the seed drives augmentation).
+    ``transform`` is a :class:`FaceTransform` (float pixels) or a :class:`FaceCarrier` (uint8 carrier + parameters).
     In training a failed item is replaced by the next index (so batch size stays fixed); in evaluation it is dropped
     (a substitute would be scored twice). Either way the path is reported in the batch's ``skipped`` list.
     """
 
-    def __init__(self, records: Sequence[SampleRecord], transform: FaceTransform, *, train: bool = False,
+    def __init__(self, records: Sequence[SampleRecord], transform: FaceTransform | FaceCarrier, *, train: bool = False,
                  infer_camera_quality: bool = False):
         self.records, self.transform, self.train = list(records), transform, train
         self.infer_camera_quality = infer_camera_quality
@@ -108,16 +120,17 @@ class FASDataset(Dataset):
 
     def load(self, index: int, seed: int | None) -> dict[str, Any]:
         rec = self.records[index]
-        with Image.open(rec.path) as img:
-            img.load()
-        box = resolve_bbox(rec, img.width, img.height)
         rng = np.random.default_rng(seed) if seed is not None else None
-        pixel_values = self.transform(img, box, rng)
         quality = rec.camera_quality
-        if quality is None and self.infer_camera_quality and rec.label is not None:
-            quality = estimate_camera_quality(img, box)
+        infer_quality = quality is None and self.infer_camera_quality and rec.label is not None
+        with Image.open(rec.path) as img:
+            box = resolve_bbox(rec, img.width, img.height)
+            # the quality rule reads the full image: no reduced-scale decoding then
+            pixels = self.transform.pixels(img, box, rng, draft=not infer_quality)
+            if infer_quality:
+                quality = estimate_camera_quality(img, box)
         return {
-            "pixel_values": pixel_values,
+            **pixels,
             "label": rec.label,
             "content": content_index(rec.attack),
             "illumination": style_index("illumination", rec.illumination),
@@ -164,6 +177,8 @@ def fas_collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         batch.update({k: [] for k in _LIST_KEYS})
         return batch
     batch["pixel_values"] = torch.stack([it["pixel_values"] for it in items])
+    if "pixel_params" in items[0]:  # FaceCarrier items: uint8 carriers + augmentation parameters
+        batch["pixel_params"] = torch.stack([it["pixel_params"] for it in items])
     batch.update({k: torch.tensor([it[k] for it in items], dtype=torch.long) for k in _TENSOR_KEYS})
     batch.update({k: [it[k] for it in items] for k in _LIST_KEYS})
     return batch
@@ -291,6 +306,11 @@ class FASDataModule(L.LightningDataModule):
             InstructFLIP uses (0.2, 0.2, 0.2)); see :class:`~fasvlm.data_modules.transforms.FaceTransform`.
         captions: the SCF captions table of these sources (``<out>/captions.parquet`` of ``fasvlm caption scf``,
             keyed by sample id); read by methods that train on captions (I-FAS), ignored by the others.
+        device_transforms: True: workers decode and hand over uint8 carriers with per-sample augmentation
+            parameters; window resampling, flip, colour jitter and normalisation run per batch on the device
+            (:meth:`on_after_batch_transfer`). False: the whole transform runs on the workers (float32 batches).
+            Evaluation inputs are the same either way except on crops stored at training scale (``fasvlm prepare
+            --pad``), whose window the device resamples instead of PIL (docs/data_path.md).
     """
 
     def __init__(
@@ -313,8 +333,11 @@ class FASDataModule(L.LightningDataModule):
         seed: int = 0,
         color_jitter: tuple[float, float, float] | None = None,
         captions: str | None = None,
+        device_transforms: bool = True,
     ):
         super().__init__()
+        self.device_transforms = device_transforms
+        self._device_tf: DeviceTransform | None = None
         self.color_jitter, self.captions = color_jitter, captions
         if not targets:
             raise ValueError("FASDataModule needs at least one target domain")
@@ -373,10 +396,13 @@ class FASDataModule(L.LightningDataModule):
         wanted = {"fit": ("train", SOURCE_NAME), "validate": (SOURCE_NAME,)}.get(stage or "")
         require_files({k: v for k, v in self._records.items()
                        if (k in wanted if wanted else k not in ("train", SOURCE_NAME))})
-        spec = self._image_spec()
-        self._train_tf = FaceTransform(spec.size, spec.mean, spec.std, train=self.augment, margin=self.margin,
-                                       color_jitter=self.color_jitter)
-        self._eval_tf = FaceTransform(spec.size, spec.mean, spec.std, train=False, margin=self.margin)
+        self._train_tf, self._eval_tf, self._device_tf = data_transforms(
+            self._image_spec(), margin=self.margin, augment=self.augment, color_jitter=self.color_jitter,
+            device_transforms=self.device_transforms)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Device half of the transform on the batch already on the device (uint8 carriers -> normalised floats)."""
+        return apply_device_transform(batch, self._device_tf)
 
     def _log_counts(self) -> None:
         lines = ["FAS data (items: live / attack):"]
@@ -430,6 +456,31 @@ class FASDataModule(L.LightningDataModule):
         self._sampler_state = state.get("train_sampler")
 
 
+def data_transforms(spec: ImageSpec, *, margin: float, augment: bool,
+                    color_jitter: tuple[float, float, float] | None, device_transforms: bool):
+    """(train transform, eval transform, device transform or None) for ``spec``: :class:`FaceCarrier` x 2 +
+    :class:`DeviceTransform` with ``device_transforms``, else :class:`FaceTransform` x 2 and None."""
+    if device_transforms:
+        return (FaceCarrier(spec.size, train=augment, margin=margin, color_jitter=color_jitter),
+                FaceCarrier(spec.size, train=False, margin=margin),
+                DeviceTransform(spec.size, spec.mean, spec.std))
+    return (FaceTransform(spec.size, spec.mean, spec.std, train=augment, margin=margin, color_jitter=color_jitter),
+            FaceTransform(spec.size, spec.mean, spec.std, train=False, margin=margin), None)
+
+
+def apply_device_transform(batch: Any, transform: DeviceTransform | None) -> Any:
+    """``batch`` with its uint8 carriers turned into normalised model inputs (the batch contract); batches without
+    ``pixel_params`` (the worker-side transform, empty batches) pass unchanged."""
+    if not isinstance(batch, dict) or "pixel_params" not in batch:
+        return batch
+    if transform is None:
+        raise RuntimeError("a batch of uint8 carriers reached a data module without a device transform: call "
+                           "setup() first")
+    params = batch.pop("pixel_params")
+    batch["pixel_values"] = transform(batch["pixel_values"], params)
+    return batch
+
+
 def model_image_spec(trainer, image_size: int | None) -> ImageSpec:
     """The model's ``image_spec`` (size and normalisation the transforms must use), else CLIP defaults at
     ``image_size`` (224 when None)."""
@@ -451,7 +502,7 @@ def make_loader(dataset: Dataset, batch_size: int, sampler: Sampler, *, collate,
     )
 
 
-def eval_loaders(records: dict[str, list[SampleRecord]], names: Sequence[str], transform: FaceTransform,
+def eval_loaders(records: dict[str, list[SampleRecord]], names: Sequence[str], transform: FaceTransform | FaceCarrier,
                  batch_size: int, loader) -> list[DataLoader]:
     """One unshuffled, unpadded loader per named evaluation set (``loader(dataset, batch_size, sampler)``)."""
     out = []

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -53,6 +54,8 @@ import numpy as np
 
 __all__ = [
     "CROP_FLAGS",
+    "CROP_JITTER",
+    "padded_size",
     "DETECTORS",
     "Box",
     "Face",
@@ -90,6 +93,16 @@ TEMPLATE_EYES_NOSE = np.array([[0.224152, 0.2119465], [0.75610125, 0.2119465], [
 FIELD_PADDING = 0.37  # InstructFLIP: extract_image_chips(image, points, 224, 0.37)
 
 Box = tuple[float, float, float, float]  # (x, y, w, h) in pixels
+
+# The training crop's shift/scale jitter (FASDataModule, FaceTransform): +-8% of the window side. ``fasvlm prepare``
+# stores 1.5x this much context on each side of a face crop (``--pad 0.12``) so that jittered windows stay inside it.
+CROP_JITTER = 0.08
+
+
+def padded_size(size: int, pad: float) -> int:
+    """Side of a crop of ``size`` with ``ceil(pad * size)`` pixels of context on each side (224, 0.12 -> 278)."""
+    return int(size) + 2 * math.ceil(round(pad * size, 6))
+
 
 # boxes narrower than this are annotation defects (CelebA-Spoof has some; Intel's loader drops w < 3 or h < 3)
 MIN_BOX_SIDE = 3.0
@@ -154,11 +167,19 @@ def _cut(image: np.ndarray, x0: int, y0: int, side_w: int, side_h: int) -> np.nd
     return out
 
 
-def crop_box(image: np.ndarray, box: Box, size: int, margin: float) -> tuple[np.ndarray, Box]:
-    """Square crop around ``box`` resized to ``size``; returns the crop and the box in crop pixels."""
+def crop_box(image: np.ndarray, box: Box, size: int, margin: float, pad: float = 0.0) -> tuple[np.ndarray, Box]:
+    """Square crop around ``box`` resized to ``size``; returns the crop and the box in crop pixels.
+
+    ``pad`` > 0 keeps context around that square: the crop is ``padded_size(size, pad)`` pixels wide at the same
+    scale, so its central ``size`` x ``size`` is the plain crop (to a pixel: the square is cut at integer raw pixels).
+    """
     x0, y0, side = square_region(box, margin)
-    crop = _resize(_cut(image, x0, y0, side, side), size)
-    scale = size / side
+    out = padded_size(size, pad)
+    if out != size:
+        extra = int(round(side * (out - size) / (2 * size)))
+        x0, y0, side = x0 - extra, y0 - extra, side + 2 * extra
+    crop = _resize(_cut(image, x0, y0, side, side), out)
+    scale = out / side
     x, y, w, h = box
     return crop, ((x - x0) * scale, (y - y0) * scale, w * scale, h * scale)
 

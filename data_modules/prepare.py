@@ -12,8 +12,11 @@ What ``--out DIR`` holds afterwards:
   pixels, with ``--align five_point``), ``source`` (the raw file relative to ``--root``), ``source_bbox`` (the face
   box in raw pixels), ``num_frames`` for videos, and ``channel`` when it is not RGB. ``bbox`` is the face box in crop
   pixels (for aligned crops: the bounding box of the warped box; None for centre and full crops).
-- ``crops/<raw path relative to --root, suffix dropped>/<frame:05d>.png`` for videos (and for several records that
-  share one raw file), ``crops/<raw path, suffix dropped>.png`` for images and frame files.
+- ``crops/<raw path relative to --root, suffix dropped>/<frame:05d>.webp`` for videos (and for several records that
+  share one raw file), ``crops/<raw path, suffix dropped>.webp`` for images and frame files (``--format``: lossless
+  WebP by default, or png / jpg). Face crops are ``--size`` plus ``--pad`` context on each side (224 -> 278 px), so
+  that the training crop's jitter stays inside them and the DataModule's workers only decode them
+  (docs/data_path.md); centre and whole-image crops are ``--size``.
 - ``summary.json`` (counts per split/label/attack, crop sources overall and per split and label (``crop_by_split``),
   alignment, failures, the adapter's ``index_report`` (e.g. list conflicts, missing images, protocols that cannot be
   built), settings including ``detector_order``), ``failures.csv`` (path, video,
@@ -55,7 +58,7 @@ from .workers import worker_context
 
 __all__ = [
     "PrepareOptions", "PrepareResult", "PrepareError", "prepare", "build_parser", "main", "show_layout",
-    "resolve_detector", "detector_order",
+    "resolve_detector", "detector_order", "encode_image", "read_image",
 ]
 
 MANIFEST = "manifest.parquet"
@@ -68,7 +71,11 @@ CHANNELS = ("rgb", "depth", "ir")
 # cropped)", "background removed", "320x256 crops"): ``--crop auto`` resizes them whole. An adapter may set
 # ``PRECROPPED = True/False`` to override.
 PRECROPPED_DATASETS = frozenset({"wmca", "casia_surf", "casia_cefa", "hifimask", "padisi_face"})
-FORMATS = ("png", "jpg")
+FORMATS = ("png", "jpg", "webp")  # webp is lossless (docs/data_path.md)
+# Context stored around each face crop on every side, as a fraction of --size: 1.5 x the training crop's jitter
+# (faces.CROP_JITTER = 0.08), so that the DataModule's jittered windows stay inside the stored crop and its workers
+# only decode it (224 -> 278 px).
+DEFAULT_PAD = 0.12
 ALIGNS = ("none", "five_point")
 
 
@@ -87,13 +94,14 @@ class PrepareOptions:
     max_frame: int | None = None  # sample only among the first K frames (SiW protocol 1 trains on the first 60)
     size: int = 224
     margin: float = 0.2
+    pad: float = DEFAULT_PAD  # context around face crops on each side, fraction of size (0: crops of exactly size)
     channels: str = "rgb"
     detector: str = "auto"  # faces.DETECTORS: auto (dlib with the faces extra, else haar) | dlib | dlib_cnn | haar | none
     align: str = "none"  # "none" (square box crop with --margin) | "five_point" (similarity to the template; dlib)
     align_padding: float = _faces.FIELD_PADDING  # template padding of --align five_point (InstructFLIP: 0.37)
     no_face: str = "center"  # "center" (crop the centre, flagged) | "skip" (listed in failures.csv)
     crop: str = "auto"  # "auto" (full for PRECROPPED_DATASETS, else face) | "face" | "full"
-    image_format: str = "png"
+    image_format: str = "webp"  # lossless; docs/data_path.md has the format study
     jpeg_quality: int = 95
     workers: int = 0  # 0 or 1: in this process
     limit: int | None = None  # first N items only (smoke runs)
@@ -108,6 +116,7 @@ class PrepareOptions:
             (self.max_frame is None or self.max_frame > 0, "--max-frame must be positive"),
             (self.size > 0, "--size must be positive"),
             (self.margin > -1.0, "--margin must be > -1 (0.2 = 20% larger than the face box)"),
+            (0.0 <= self.pad <= 1.0, "--pad must be in [0, 1] (0.12 = 12% of --size on each side)"),
             (self.channels in CHANNELS, f"--channels must be one of {CHANNELS}"),
             (self.detector in _faces.DETECTORS, f"--detector must be one of {_faces.DETECTORS}"),
             (self.align in ALIGNS, f"--align must be one of {ALIGNS}"),
@@ -299,24 +308,15 @@ class _Worker:
             crop, matrix = _faces.align_array(image, face, size, self.options.align_padding)
             info.update(align="five_point", landmarks=[[round(float(v), 1) for v in p] for p in face.landmarks])
             return crop, flag, _faces.transform_box(face.box, matrix), face.box, info
-        crop, crop_box = _faces.crop_box(image, face.box, size, self.options.margin)
+        crop, crop_box = _faces.crop_box(image, face.box, size, self.options.margin, self.options.pad)
         return crop, flag, crop_box, face.box, info
 
     def write(self, rel: str, image: np.ndarray) -> None:
-        import cv2
-
         path = self.out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-        if path.suffix == ".png":
-            params = [cv2.IMWRITE_PNG_COMPRESSION, 3]
-        else:
-            params = [cv2.IMWRITE_JPEG_QUALITY, self.options.jpeg_quality]
-        ok, buf = cv2.imencode(path.suffix, bgr, params)
-        if not ok:
-            raise OSError(f"cannot encode {path}")
+        data = encode_image(image, path.suffix[1:], self.options.jpeg_quality, where=path)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(buf.tobytes())
+        tmp.write_bytes(data)
         tmp.replace(path)
 
     def output(self, job: _Job, rel: str, frame: int | None, flag: str, crop_box, raw_box, extra: dict) -> list:
@@ -443,6 +443,21 @@ def _record_box(rec: SampleRecord, image: np.ndarray):
     return resolve_bbox(rec, image.shape[1], image.shape[0])
 
 
+def encode_image(image: np.ndarray, image_format: str, jpeg_quality: int = 95, *, where: Path | None = None) -> bytes:
+    """RGB uint8 ``(H, W, 3)`` as the bytes of a ``png`` (zlib level 3), ``jpg`` (``jpeg_quality``) or lossless
+    ``webp`` file."""
+    import cv2
+
+    params = {"png": [cv2.IMWRITE_PNG_COMPRESSION, 3], "jpg": [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality],
+              "webp": [cv2.IMWRITE_WEBP_QUALITY, 101]}  # WebP quality above 100 = lossless
+    if image_format not in params:
+        raise PrepareError(f"unknown crop format {image_format!r}; valid: {', '.join(FORMATS)}")
+    ok, buf = cv2.imencode("." + image_format, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params[image_format])
+    if not ok:
+        raise OSError(f"cannot encode {where or 'a crop'} as {image_format}")
+    return buf.tobytes()
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """An image file as RGB uint8 ``(H, W, 3)``; 16-bit depth maps are scaled to 0-255, grey is replicated."""
     from PIL import Image
@@ -536,6 +551,7 @@ def _settings(name: str, root: Path, options: PrepareOptions, crop_mode: str, ad
         "max_frame": options.max_frame,
         "size": options.size,
         "margin": options.margin,
+        "pad": options.pad,
         "channels": options.channels,
         "detector": options.detector,
         "detector_order": detector_order(options.detector, crop_mode),
@@ -547,6 +563,10 @@ def _settings(name: str, root: Path, options: PrepareOptions, crop_mode: str, ad
     }
 
 
+# what a directory prepared before the --pad option (issue 20) holds: crops of exactly --size
+SETTINGS_BEFORE_PAD = {"pad": 0.0}
+
+
 def _check_state(out: Path, settings: dict, options: PrepareOptions) -> Path:
     state = out / STATE_DIR
     if options.overwrite:
@@ -555,13 +575,14 @@ def _check_state(out: Path, settings: dict, options: PrepareOptions) -> Path:
     state.mkdir(parents=True, exist_ok=True)
     saved_path = state / "settings.json"
     if saved_path.is_file():
-        saved = json.loads(saved_path.read_text())
+        saved = {**SETTINGS_BEFORE_PAD, **json.loads(saved_path.read_text())}
         diff = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
         if diff:
             lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
             raise PrepareError(
-                f"{out} was prepared with other settings ({lines}). Use another --out, or pass --overwrite to "
-                "delete the earlier crops and start again."
+                f"{out} was prepared with other settings ({lines}). Pass the earlier values to continue it (a "
+                "directory prepared before --pad and WebP crops: --pad 0 --format png), use another --out, or pass "
+                "--overwrite to delete the earlier crops and start again."
             )
     else:
         saved_path.write_text(json.dumps(settings, indent=2) + "\n")
@@ -900,6 +921,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--margin", type=float, default=0.2, help="relative margin: crop side = max(w, h) * (1 + margin) (default 0.2)"
     )
+    parser.add_argument(
+        "--pad", type=float, default=DEFAULT_PAD,
+        help=f"context kept around face crops on each side, fraction of --size (default {DEFAULT_PAD}: 224 px crops "
+        "are stored at 278 px, so that the training crop's jitter stays inside the stored image and the loader only "
+        "decodes it); 0: crops of exactly --size",
+    )
     parser.add_argument("--channels", choices=CHANNELS, default="rgb", help="which channel of multi-modal releases")
     parser.add_argument(
         "--detector",
@@ -933,7 +960,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="face: box/detector/centre crop; full: resize whole images (releases of face crops); "
         f"auto: full for releases of face crops ({', '.join(sorted(PRECROPPED_DATASETS))}), else face",
     )
-    parser.add_argument("--format", dest="image_format", choices=FORMATS, default="png", help="crop file format")
+    parser.add_argument(
+        "--format", dest="image_format", choices=FORMATS, default="webp",
+        help="crop file format: webp (lossless, default), png (lossless, slower to decode) or jpg (--jpeg-quality; "
+        "fastest to decode, but its artefacts are added to every crop, live or attack: docs/data_path.md)",
+    )
     parser.add_argument("--jpeg-quality", type=int, default=95)
     parser.add_argument(
         "--workers", type=int, default=min(8, os.cpu_count() or 1), help="worker processes (0 = in this process)"
@@ -971,6 +1002,7 @@ def main(argv: list[str] | None = None) -> int:
             max_frame=args.max_frame,
             size=args.size,
             margin=args.margin,
+            pad=args.pad,
             channels=args.channels,
             detector=args.detector,
             align=args.align,

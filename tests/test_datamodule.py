@@ -176,10 +176,16 @@ def test_datamodule_named_loaders_and_batch_contract(celeba_root):
     loaders = dm.val_dataloader()
     assert len(loaders) == 3
     batch = next(iter(loaders[2]))
-    assert batch["pixel_values"].shape == (8, 3, 32, 32)
+    # the workers hand over uint8 carriers (32 px + the jitter margin) and augmentation parameters; the device half
+    # (on_after_batch_transfer) makes the model inputs
+    assert batch["pixel_values"].dtype == torch.uint8 and batch["pixel_values"].shape == (8, 40, 40, 3)
+    assert batch["pixel_params"].shape == (8, 10)
+    batch = dm.on_after_batch_transfer(batch, 2)
+    assert batch["pixel_values"].shape == (8, 3, 32, 32) and batch["pixel_values"].dtype == torch.float32
+    assert "pixel_params" not in batch
     assert set(batch["domain"]) == {"shifted"}  # reported under the configured name
     assert batch["label"].dtype == torch.long and len(batch["sample_id"]) == 8
-    train_batch = next(iter(dm.train_dataloader()))
+    train_batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     assert train_batch["pixel_values"].shape == (8, 3, 32, 32)
 
 
@@ -238,7 +244,8 @@ def test_model_image_spec_drives_the_transform(celeba_root):
     trainer.strategy.connect(M())
     dm.trainer = trainer
     dm.setup("fit")
-    assert next(iter(dm.val_dataloader()[0]))["pixel_values"].shape[-1] == 48
+    batch = dm.on_after_batch_transfer(next(iter(dm.val_dataloader()[0])), 0)
+    assert batch["pixel_values"].shape[-1] == 48
 
 
 def test_camera_quality_fallback_rule_orders_sharpness():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import io
 import json
 import sys
 import textwrap
@@ -266,18 +267,21 @@ def test_crops_manifest_and_flags(fake_adapter, mixed_release, tmp_path, monkeyp
     for r in recs:
         path = Path(r.path)
         assert path.is_file() and path.is_relative_to(out / "crops")
+        # face crops keep the jitter margin around the 40 px crop (--pad 0.12: 5 px a side); centre crops do not
+        side = 50 if r.extra["crop"] == "box" else 40
         with Image.open(path) as im:
-            assert im.size == (40, 40) and im.mode == "RGB"
+            assert im.size == (side, side) and im.mode == "RGB"
         assert r.extra["media"] == "image" and r.frame >= 0
     boxed = by_video["live/boxed"][0]
     assert boxed.extra["source"] == "live/boxed.avi" and boxed.extra["num_frames"] == 20
     assert boxed.extra["source_bbox"] == [20, 10, 20, 24]
-    # the crop is a square of side max(w, h) * 1.2 centred on the face: the face box sits in the middle of the crop
+    # the crop is a square of side max(w, h) * 1.2 centred on the face (plus the pad, at the same scale): the face box
+    # sits in the middle of the crop
     x, y, w, h = boxed.bbox
-    assert (x + w / 2, y + h / 2) == pytest.approx((20, 20), abs=1.0)
+    assert (x + w / 2, y + h / 2) == pytest.approx((25, 25), abs=1.0)
     assert h == pytest.approx(40 / 1.2, abs=1.0) and w == pytest.approx(40 / 1.2 * 20 / 24, abs=1.0)
     with Image.open(boxed.path) as im:
-        centre = np.asarray(im)[15:25, 15:25]
+        centre = np.asarray(im)[20:30, 20:30]
     assert centre.min() > 230  # the white face is in the middle of the crop
     # manifest paths are relative to the output directory
     import pandas as pd
@@ -366,7 +370,7 @@ def test_resume_skips_finished_items(fake_adapter, mixed_release, tmp_path):
     options = PrepareOptions(detector="none", **FAST)
     first = prepare.prepare(fake_adapter, mixed_release, out, options)
     assert first.processed == 5 and first.skipped == 0
-    crops = sorted((out / "crops").rglob("*.png"))
+    crops = sorted((out / "crops").rglob("*.webp"))
     stamps = {p: p.stat().st_mtime_ns for p in crops}
     manifest1 = read_manifest(out / "manifest.parquet")
 
@@ -391,7 +395,7 @@ def test_resume_skips_finished_items(fake_adapter, mixed_release, tmp_path):
     )
     assert again.processed == 5
     with Image.open(read_manifest(out / "manifest.parquet")[0].path) as im:
-        assert im.size == (48, 48)
+        assert im.size in ((48, 48), (60, 60))  # a centre crop, or a face crop with the jitter margin (--pad 0.12)
 
 
 def test_interrupted_run_resumes_from_the_done_list(fake_adapter, mixed_release, tmp_path):
@@ -507,7 +511,7 @@ def test_containers_read_by_the_adapter_hook(tmp_path, monkeypatch):
     prepare.prepare(module, root, out, PrepareOptions(frames="uniform", num_frames=4, crop="full", **FAST))
     recs = read_manifest(out / "manifest.parquet")
     assert [r.frame for r in recs] == [2, 7, 12, 17]
-    assert recs[1].path.endswith("crops/clip/00007.png") and recs[1].extra["num_frames"] == 20
+    assert recs[1].path.endswith("crops/clip/00007.webp") and recs[1].extra["num_frames"] == 20
     assert abs(float(np.asarray(Image.open(recs[1].path)).mean()) - 70) < 2
     prepare.prepare(module, root, tmp_path / "d", PrepareOptions(channels="depth", crop="full", **FAST))
     recs = read_manifest(tmp_path / "d/manifest.parquet")
@@ -557,7 +561,7 @@ def _celeba_release(root: Path) -> Path:
 def test_celeba_spoof_images_are_cropped_from_their_224_space_boxes(tmp_path):
     raw = _celeba_release(tmp_path / "CelebA_Spoof")
     out = tmp_path / "out"
-    prepare.prepare("celeba_spoof", raw, out, PrepareOptions(size=40, margin=0.0, progress=False))
+    prepare.prepare("celeba_spoof", raw, out, PrepareOptions(size=40, margin=0.0, pad=0.0, progress=False))
     recs = {r.split: r for r in read_manifest(out / "manifest.parquet")}
     assert set(recs) == {"train", "test"}
     for rec in recs.values():
@@ -565,7 +569,7 @@ def test_celeba_spoof_images_are_cropped_from_their_224_space_boxes(tmp_path):
         assert "bbox_space" not in rec.extra  # the new bbox is in crop pixels
         assert rec.bbox == pytest.approx((0, 0, 40, 40))
         assert np.asarray(Image.open(rec.path)).min() > 240  # margin 0: the crop is the white face (JPEG edges)
-    assert recs["test"].attack == "a4" and recs["test"].path.endswith("crops/Data/test/2/spoof/494405.png")
+    assert recs["test"].attack == "a4" and recs["test"].path.endswith("crops/Data/test/2/spoof/494405.webp")
 
 
 # ---------------------------------------------------------------------------- the real adapter through the CLI
@@ -778,3 +782,31 @@ def test_config_protocols_exist_in_the_adapters(fake_release_protocols):
             missing.append((conf, dataset, spec["protocol"], sorted(found)))
     assert not missing
     assert checked == sum(1 for _, spec in _domains() if spec["protocol"])  # every adapter is written by now
+
+
+def test_face_crops_are_stored_as_the_loader_carriers(fake_adapter, mixed_release, tmp_path):
+    """Issue 20: face crops keep the jitter margin (--pad) in lossless WebP, so FASDataModule's workers hand them over
+    as decoded (no resampling); a directory prepared before --pad continues only with its own settings."""
+    import torch
+
+    from fasvlm.data_modules.datamodule import FASDataset
+    from fasvlm.data_modules.transforms import FaceCarrier, carrier_size
+
+    out = tmp_path / "out"
+    prepare.prepare(fake_adapter, mixed_release, out, PrepareOptions(detector="none", size=32, progress=False))
+    boxed = [r for r in read_manifest(out / "manifest.parquet") if r.extra["crop"] == "box"]
+    assert boxed and all(r.path.endswith(".webp") for r in boxed)
+    for rec in boxed:
+        item = FASDataset([rec], FaceCarrier(32))[0]
+        with Image.open(rec.path) as im:
+            assert im.size == (carrier_size(32),) * 2
+            assert torch.equal(item["pixel_values"], torch.from_numpy(np.array(im.convert("RGB"))))
+        assert abs(float(item["pixel_params"][2]) - 32) <= 2  # the face window, at training scale
+    crop = np.random.default_rng(0).integers(0, 256, (20, 20, 3), dtype=np.uint8)
+    with Image.open(io.BytesIO(prepare.encode_image(crop, "webp"))) as im:
+        assert np.array_equal(np.asarray(im.convert("RGB")), crop)  # lossless
+    settings = out / ".prepare" / "settings.json"
+    old = {k: v for k, v in json.loads(settings.read_text()).items() if k != "pad"}
+    settings.write_text(json.dumps({**old, "format": "png"}))  # as written before issue 20
+    with pytest.raises(PrepareError, match=r"pad: 0\.0 -> 0\.12, format: 'png' -> 'webp'"):
+        prepare.prepare(fake_adapter, mixed_release, out, PrepareOptions(detector="none", size=32, progress=False))

@@ -12,13 +12,29 @@ are needed), then ``--warmup`` and ``--steps`` training steps run through a Ligh
 path, optimizer included) and ``--infer-batches`` inference batches through ``system.forward`` (the scoring path: no
 generation, no LLM for InstructFLIP). Batches come from the config's data module when its data exists, else they are
 random tensors following the batch contract (``"data": "random"`` in the output; the dataloader wait is then 0).
-One JSON object is printed on stdout.
+For I-FAS the scoring FLOPs per image are counted with and without the prompt prefix reused through the KV cache.
+
+``--data`` measures the data path instead (no model step; docs/data_path.md)::
+
+    fasvlm bench --data --config conf/quickstart.yaml
+
+with one thread (one loader worker's core): the bare decode rate of the stored files (the limit), the loader's
+images/s for the train and eval paths before (the whole transform on the worker, ``device_transforms=False``) and
+after (uint8 carriers, the rest on the device), their ratio to the decode rate, the top costs in ms per image, the
+device half's cost per image, and the largest difference between the eval inputs of the two placements. It does so on
+the config's data, on full-size 1280x960 JPEG photographs it renders into a temporary directory (CelebA-Spoof-like)
+and on face crops of those stored as ``fasvlm prepare`` stores them (training size + jitter margin); plus a format
+study of those crops (PNG / JPEG q95 / WebP: decode time, size, error).
+
+One JSON object is printed on stdout, nothing else (progress and library chatter go to stderr).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -130,7 +146,8 @@ def _build(args: argparse.Namespace, extra: list[str]):
 
 
 def _data_loader(datamodule, model, batch_size: int, n: int, image_size: int):
-    """The config's training loader when its data exists, else random batches. Returns (loader, kind)."""
+    """The config's data module when its data exists (the Trainer then runs its device-side transform), else random
+    batches. Returns (loader or None, data module or None, kind)."""
     if datamodule is not None:
         try:
             datamodule.batch_size = batch_size
@@ -141,12 +158,12 @@ def _data_loader(datamodule, model, batch_size: int, n: int, image_size: int):
             datamodule.trainer = trainer
             datamodule.setup("fit")
             datamodule.trainer = None
-            return datamodule.train_dataloader(), "config"
+            return None, datamodule, "config"
         except (FileNotFoundError, ValueError, OSError) as err:
             print(f"fasvlm bench: data of the config unavailable ({err.__class__.__name__}: {str(err)[:200]}); "
                   "using random batches", file=sys.stderr)
     loader = torch.utils.data.DataLoader(_RandomBatches(n, batch_size, image_size), batch_size=None)
-    return loader, "random"
+    return loader, None, "random"
 
 
 class _Timer:
@@ -220,8 +237,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     image_size = spec.size if spec is not None else 224
     batch_size = args.batch_size or ((cfg.get("data") or {}).get("init_args") or {}).get("batch_size", 8)
     total_steps = args.warmup + args.steps
-    loader, data_kind = _data_loader(None if args.random_data else datamodule, model, batch_size, total_steps + 2,
-                                     image_size)
+    loader, data_module, data_kind = _data_loader(None if args.random_data else datamodule, model, batch_size,
+                                                  total_steps + 2, image_size)
 
     # --- FLOPs of one training step (forward + backward + optimizer) and of one inference batch
     model.setup("fit")  # systems load lazily held parts here (InstructFLIP's frozen T5); Trainer.fit repeats it
@@ -252,6 +269,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         train_step()  # materialise optimizer state before counting
         train_flops = count_flops(train_step)
         infer_flops = count_flops(infer_step)
+        scoring = _ifas_scoring_flops(model, probe["pixel_values"], autocast)
 
     # --- timed training through the Trainer
     timer = _Timer(args.warmup, device)
@@ -262,7 +280,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
                         callbacks=[timer.hooks()])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer.fit(model, train_dataloaders=loader)
+        if data_module is not None:
+            trainer.fit(model, datamodule=data_module)
+        else:
+            trainer.fit(model, train_dataloaders=loader)
     step_time = sum(timer.steps)
     samples = sum(timer.sizes)
     wait = sum(timer.waits)
@@ -303,10 +324,30 @@ def run(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         "mfu": flops_per_sample * train_sps / peak,
         "infer_mfu": (infer_flops / batch_size) * infer_ips / peak,
     }
+    if scoring is not None:
+        result["ifas_scoring_flops_per_image"] = {k: (v / batch_size if k in ("full_prompt", "reused_prefix") else v)
+                                                  for k, v in scoring.items()}
     if args.profile:
-        prof_loader, _ = _data_loader(None, model, batch_size, args.profile + 1, image_size)
+        prof_loader, _, _ = _data_loader(None, model, batch_size, args.profile + 1, image_size)
         result["top_ops"] = _profile(model, prof_loader, device, precision, args.profile)
     return result
+
+
+def _ifas_scoring_flops(system, pixel_values: torch.Tensor, autocast) -> dict[str, Any] | None:
+    """I-FAS scoring FLOPs of one batch with the whole prompt per image and with the constant prefix encoded once
+    and reused through the KV cache (issue 20); None for other systems."""
+    inner = getattr(system, "model", None)
+    if not hasattr(inner, "first_answer_logits"):
+        return None
+    from fasvlm.perf import count_flops
+
+    system.eval()
+    counts = {}
+    for name, reuse in (("full_prompt", False), ("reused_prefix", True)):
+        with torch.no_grad(), autocast:
+            counts[name] = count_flops(lambda r=reuse: inner.first_answer_logits(pixel_values, reuse_prefix=r))
+    return {**counts, "reduction": 1.0 - counts["reused_prefix"] / counts["full_prompt"],
+            "prompt_tokens": inner.prompt_flops()}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -325,11 +366,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-data", action="store_true", help="time compute only: random batches, no data loading")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="also profile N training steps and report the top operators by self time")
+    p.add_argument("--data", action="store_true",
+                   help="measure the data path (loader images/s per worker core against the decode rate), no model")
+    p.add_argument("--data-images", type=int, default=128,
+                   help="--data: images of the config's data per path (train, eval)")
+    p.add_argument("--full-size-images", type=int, default=16,
+                   help="--data: full-size photographs rendered into a temporary directory (0: skip them)")
+    p.add_argument("--full-size", default="1280x960", help="--data: their WIDTHxHEIGHT")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="--data: model input size to measure at (default: the config's model's), e.g. 224")
     return p
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Everything written to stdout meanwhile (prints, Lightning, native libraries) goes to stderr instead."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    old, sys.stdout = sys.stdout, sys.stderr
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        sys.stdout = old
 
 
 def main(argv: list[str] | None = None) -> int:
     args, extra = build_parser().parse_known_args(argv)
-    result = run(args, extra)
+    with _stdout_to_stderr():
+        if args.data:
+            from fasvlm.tools.bench_data import run_data
+
+            result = run_data(args, _build(args, extra))
+        else:
+            result = run(args, extra)
     print(json.dumps(result, indent=2))
     return 0
