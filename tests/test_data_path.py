@@ -186,3 +186,16 @@ def test_large_jpegs_decode_at_reduced_scale_close_to_the_full_decode(tmp_path):
     assert float(diff.mean()) <= 0.01 and float(diff.max()) <= 0.06
     full = _inputs(records, FaceCarrier(size, draft=False), DeviceTransform(size, CLIP_MEAN, CLIP_STD))
     assert torch.equal(full, before)
+
+
+def test_resuming_a_run_from_before_the_device_transform_asks_for_the_worker_placement():
+    """A run whose config predates ``device_transforms`` ran the whole transform on the workers: resuming it with the
+    new default is a different experiment (the diff says so); with ``device_transforms: false`` it resumes."""
+    from fasvlm.cli import config_diff
+
+    old = {"data": {"class_path": "fasvlm.data_modules.FASDataModule", "init_args": {"batch_size": 8}}}
+    new = {"data": {"class_path": "fasvlm.data_modules.FASDataModule",
+                    "init_args": {"batch_size": 8, "device_transforms": True}}}
+    assert config_diff(old, new) == ["data.init_args.device_transforms: False -> True"]
+    new["data"]["init_args"]["device_transforms"] = False
+    assert config_diff(old, new) == []

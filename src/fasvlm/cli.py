@@ -40,6 +40,9 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 EXPERIMENT_KEYS = ("model", "data", "seed_everything")
 # ... except these loader settings, which change speed but not results
 _RUNTIME_KEYS = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor")
+# experiment keys added after runs were written, with the value that matches what such a run did: resuming one asks for
+# that value (e.g. --data.init_args.device_transforms false) instead of refusing every new value
+ADDED_KEYS = {"data.init_args.device_transforms": False}  # issue 20: before it, the whole transform ran on workers
 
 
 class RunError(Exception):
@@ -477,6 +480,9 @@ def config_diff(old: dict, new: dict) -> list[str]:
 
     a = {k: v for k, v in flat({k: old.get(k) for k in EXPERIMENT_KEYS}).items() if relevant(k)}
     b = {k: v for k, v in flat({k: new.get(k) for k in EXPERIMENT_KEYS}).items() if relevant(k)}
+    for key, then in ADDED_KEYS.items():
+        if key not in a and key in b and any(k.startswith(key.rsplit(".", 1)[0] + ".") for k in a):
+            a[key] = then
     return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}" for k in sorted(a.keys() | b.keys())
             if a.get(k) != b.get(k)]
 

@@ -370,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure the data path (loader images/s per worker core against the decode rate), no model")
     p.add_argument("--data-images", type=int, default=128,
                    help="--data: images of the config's data per path (train, eval)")
+    p.add_argument("--data-min-items", type=int, default=256,
+                   help="--data: images per timed loader pass (the set is repeated up to this many)")
     p.add_argument("--full-size-images", type=int, default=16,
                    help="--data: full-size photographs rendered into a temporary directory (0: skip them)")
     p.add_argument("--full-size", default="1280x960", help="--data: their WIDTHxHEIGHT")

@@ -56,7 +56,7 @@ def run_data(args, built) -> dict[str, Any]:
         try:
             train = dm.records("train")[: args.data_images]
             evals = dm.records(dm.test_names[1])[: args.data_images]
-            sets["config"] = measure_set(train, evals, placements, batch)
+            sets["config"] = measure_set(train, evals, placements, batch, args.data_min_items)
         except (FileNotFoundError, ValueError, OSError) as err:
             sets["config"] = {"unavailable": f"{type(err).__name__}: {str(err)[:300]}"}
         prep = PrepareOptions()
@@ -65,9 +65,9 @@ def run_data(args, built) -> dict[str, Any]:
             width, height = (int(v) for v in args.full_size.lower().split("x"))
             with tempfile.TemporaryDirectory(prefix="fasvlm-bench-data-") as tmp:
                 full = render_full_size(Path(tmp) / "full", args.full_size_images, width, height)
-                sets["full_size"] = measure_set(full, full, placements, batch)
+                sets["full_size"] = measure_set(full, full, placements, batch, args.data_min_items)
                 crops = store_crops(full, Path(tmp) / "prepared", spec.size, dm.margin, prep.pad, prep.image_format)
-                sets["prepared"] = measure_set(crops, crops, placements, batch)
+                sets["prepared"] = measure_set(crops, crops, placements, batch, args.data_min_items)
                 sets["prepared"]["stored"] = {"size": carrier_size(spec.size), "format": prep.image_format,
                                               "pad": prep.pad}
                 formats = format_study([r.path for r in crops])
@@ -95,7 +95,8 @@ def run_data(args, built) -> dict[str, Any]:
 # one set of files
 
 
-def measure_set(train: Sequence, evals: Sequence, placements: dict, batch_size: int) -> dict[str, Any]:
+def measure_set(train: Sequence, evals: Sequence, placements: dict, batch_size: int,
+                min_items: int = 256) -> dict[str, Any]:
     """Decode limit, loader rates and stage costs of both placements, eval-input difference, for one set of files."""
     from PIL import Image
 
@@ -120,7 +121,7 @@ def measure_set(train: Sequence, evals: Sequence, placements: dict, batch_size: 
         res: dict[str, Any] = {}
         for when, (train_tf, eval_tf, device_tf) in placements.items():
             tf = train_tf if train_mode else eval_tf
-            ips, batches = _loader_rate(records, tf, train_mode, batch_size)
+            ips, batches = _loader_rate(records, tf, train_mode, batch_size, min_items)
             res[when] = {"images_per_s": ips, "ratio_to_decode": ips * limit_ms / 1000.0,
                          "top_costs_ms": stage_costs(records, tf, train_mode)}
             if device_tf is not None:
