@@ -57,8 +57,8 @@ def test_bench_data_measures_both_placements_against_the_decode_rate(tmp_path, c
     assert result["mode"] == "data" and result["image_size"] == 32 and result["carrier_size"] == carrier_size(32)
     assert set(result["sets"]) == {"config", "full_size", "prepared"}
     for name, res in result["sets"].items():
-        assert res["decode_ms"] > 0 and res["decode_limit_images_per_s"] > 0, name
         for path in ("train", "eval"):
+            assert res[path]["decode_ms"] > 0 and res[path]["decode_limit_images_per_s"] > 0, (name, path)
             before, after = res[path]["before"], res[path]["after"]
             assert before["images_per_s"] > 0 and after["images_per_s"] > 0 and after["ratio_to_decode"] > 0
             assert set(before["top_costs_ms"]) == {"decode", "resize", "colour_jitter", "to_tensor_normalise"}

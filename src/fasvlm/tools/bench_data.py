@@ -98,27 +98,15 @@ def run_data(args, built) -> dict[str, Any]:
 def measure_set(train: Sequence, evals: Sequence, placements: dict, batch_size: int,
                 min_items: int = 256) -> dict[str, Any]:
     """Decode limit, loader rates and stage costs of both placements, eval-input difference, for one set of files."""
-    from PIL import Image
-
     paths = sorted({r.path for r in (*train, *evals)})
-    decode_ms = _mean_ms(paths, _decode)
-    jpeg = [p for p in paths if Image.open(p).format == "JPEG"]
     out: dict[str, Any] = {
         "files": len(paths),
         "file_size": _file_sizes(paths),
         "mean_bytes": float(np.mean([Path(p).stat().st_size for p in paths])),
-        "decode_ms": decode_ms,
     }
-    limit_ms = decode_ms
-    if jpeg:
-        # the reduced-scale decode the loader uses (draft), where it applies: the limit is the faster of the two
-        carrier = placements["after"][1]
-        draft_ms = _mean_ms(list(evals), lambda r: _draft_decode(carrier, r))
-        out["decode_draft_ms"] = draft_ms
-        limit_ms = min(decode_ms, draft_ms)
-    out["decode_limit_images_per_s"] = 1000.0 / limit_ms
     for path, records, train_mode in (("train", train, True), ("eval", evals, False)):
-        res: dict[str, Any] = {}
+        res: dict[str, Any] = _decode_limit(records, placements["after"][1])
+        limit_ms = res["decode_limit_ms"]
         for when, (train_tf, eval_tf, device_tf) in placements.items():
             tf = train_tf if train_mode else eval_tf
             ips, batches = _loader_rate(records, tf, train_mode, batch_size, min_items)
@@ -129,6 +117,20 @@ def measure_set(train: Sequence, evals: Sequence, placements: dict, batch_size: 
         out[path] = res
     out["eval_difference"] = eval_difference(evals, placements["before"][1], placements["after"][1],
                                              placements["after"][2])
+    return out
+
+
+def _decode_limit(records: Sequence, carrier) -> dict[str, float]:
+    """The bare decode time of these records' files (``Image.open`` + ``load``), and for JPEGs also at the reduced
+    scale the loader decodes them; the limit is the faster of the two."""
+    from PIL import Image
+
+    paths = sorted({r.path for r in records})
+    out = {"decode_ms": _mean_ms(paths, _decode)}
+    if any(Image.open(p).format == "JPEG" for p in paths):
+        out["decode_draft_ms"] = _mean_ms(list(records), lambda r: _draft_decode(carrier, r))
+    out["decode_limit_ms"] = min(out.values())
+    out["decode_limit_images_per_s"] = 1000.0 / out["decode_limit_ms"]
     return out
 
 
