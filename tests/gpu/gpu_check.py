@@ -201,7 +201,7 @@ def bench(method: str, args, log: Log, env: dict[str, str], py: str, timeout: fl
         return {"error": "no JSON in the output", "output_tail": out[-2000:]}
     keep = ("device", "preset", "precision", "batch_size", "steps", "train_samples_per_s", "infer_images_per_s",
             "mfu", "infer_mfu", "peak_mem_bytes", "flops_per_sample", "infer_flops_per_image", "peak_flops",
-            "peak_flops_source", "dataloader_wait_frac", "data", "config")
+            "peak_flops_source", "dataloader_wait_frac", "data", "config", "ifas_scoring_flops_per_image")
     row = {k: result.get(k) for k in keep}
     row["train_images_per_s"] = row["train_samples_per_s"]  # one image per sample in both methods
     row["peak_mem_gib"] = round(row["peak_mem_bytes"] / 2**30, 2) if row.get("peak_mem_bytes") else None
