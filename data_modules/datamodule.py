@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,10 +30,10 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .adapters import index_dataset
+from .hf_datasets import is_folder, read_sample_records, record_exists, record_image
 from .record import SampleRecord, read_manifest, resolve_bbox
 from .taxonomy import content_index, style_index
 from .transforms import FaceTransform, ImageSpec, estimate_camera_quality
@@ -54,7 +53,7 @@ def require_files(records: dict[str, list[SampleRecord]]) -> None:
     """Raise :class:`EmptySplitError` for the first split none of whose files exists (stops at the first file found,
     so a healthy split costs one ``stat``)."""
     for name, recs in records.items():
-        if recs and not any(os.path.exists(r.path) for r in recs):
+        if recs and not any(record_exists(r) for r in recs):
             first = ", ".join(r.path for r in recs[:3])
             raise EmptySplitError(
                 f"split {name!r}: none of its {len(recs)} files exists (first: {first}). Likely cause: the data or its "
@@ -68,8 +67,9 @@ SOURCE_NAME = "source"
 class DomainSpec:
     """One domain of a protocol: where its records come from and which of them to take.
 
-    Give either ``manifest`` (a prepared ``manifest.parquet``) or ``dataset`` + ``root`` (an adapter name and the raw
-    release, indexed on the fly; image datasets only). ``split`` selects the official split(s); with ``protocol`` the
+    Give either ``manifest`` (a prepared ``manifest.parquet``, or the ``datasets`` folder that ``fasvlm prepare --hf``
+    writes beside it, ``manifest.hf``) or ``dataset`` + ``root`` (an adapter name and the raw release, indexed on the
+    fly; image datasets only). ``split`` selects the official split(s); with ``protocol`` the
     split membership comes from ``record.extra["protocols"][protocol]`` instead.
     """
 
@@ -108,7 +108,7 @@ class FASDataset(Dataset):
 
     def load(self, index: int, seed: int | None) -> dict[str, Any]:
         rec = self.records[index]
-        with Image.open(rec.path) as img:
+        with record_image(rec) as img:  # the file, or the crop embedded in a `datasets` folder
             img.load()
         box = resolve_bbox(rec, img.width, img.height)
         rng = np.random.default_rng(seed) if seed is not None else None
@@ -495,7 +495,7 @@ def domain_records(spec: DomainSpec, cache: dict[tuple, list[SampleRecord]] | No
     if cache is not None and key in cache:
         return cache[key]
     if spec.manifest is not None:
-        recs = read_manifest(spec.manifest)
+        recs = read_sample_records(spec.manifest) if is_folder(spec.manifest) else read_manifest(spec.manifest)
     else:
         if spec.root is None:
             raise ValueError(f"domain {spec.name!r}: `dataset: {spec.dataset}` needs `root`")
