@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .adapters import index_dataset
-from .hf_datasets import is_folder, read_sample_records, record_exists, record_image
+from .hf_datasets import read_sample_records, record_exists, record_image
 from .record import SampleRecord, read_manifest, resolve_bbox
 from .taxonomy import content_index, style_index
 from .transforms import FaceTransform, ImageSpec, estimate_camera_quality
@@ -495,7 +496,7 @@ def domain_records(spec: DomainSpec, cache: dict[tuple, list[SampleRecord]] | No
     if cache is not None and key in cache:
         return cache[key]
     if spec.manifest is not None:
-        recs = read_sample_records(spec.manifest) if is_folder(spec.manifest) else read_manifest(spec.manifest)
+        recs = read_sample_records(spec.manifest) if os.path.isdir(spec.manifest) else read_manifest(spec.manifest)
     else:
         if spec.root is None:
             raise ValueError(f"domain {spec.name!r}: `dataset: {spec.dataset}` needs `root`")

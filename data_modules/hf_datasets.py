@@ -68,6 +68,8 @@ __all__ = [
     "record_image",
     "record_exists",
     "dataset_licence",
+    "SYNTHETIC_LICENCE",
+    "CARD",
 ]
 
 LABEL_NAMES: tuple[str, ...] = ("live", "attack")  # ClassLabel index = record label (1 = attack)

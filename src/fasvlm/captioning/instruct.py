@@ -26,7 +26,9 @@ Stages (each predict stage is a Lightning predict loop, resumable by the same sh
 Outputs: ``conversations.json`` in the LLaVA format (one single-turn conversation per QA pair:
 ``{"id", "image", "conversations": [{"from": "human", "value": "<image>\\n..."}, {"from": "gpt", "value": ...}]}``
 plus ``task``, ``sample_id``, ``label``, ``attack``, ``origin``), ``dropped.jsonl`` (every dropped pair and why),
-``stats.json``, and a review file (CSV/JSONL) that :func:`import_review` turns back into a conversations file.
+``stats.json``, and a review file (CSV/JSONL) that :func:`import_review` turns back into a conversations file; the
+conversations also as a ``datasets`` folder ``conversations.hf`` (images embedded, localisation boxes with their
+verified flag: :func:`~fasvlm.data_modules.hf_datasets.instruction_features`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from fasvlm.captioning.stages import (
     write_json,
 )
 from fasvlm.data_modules.datamodule import select_records
+from fasvlm.data_modules.hf_datasets import record_image, write_instructions
 from fasvlm.data_modules.llava import IMAGE_TOKEN, load_llava, to_llava
 from fasvlm.data_modules.record import SampleRecord, resolve_bbox
 from fasvlm.data_modules.transforms import square_box
@@ -332,7 +335,7 @@ def _write_crops(out: Path, records: Sequence[SampleRecord], margin: float) -> l
         path = out / f"{_safe_name(rec.sample_id)}.png"
         info: dict[str, Any] = {"image": f"images/{path.name}", "image_path": str(path)}
         try:
-            with Image.open(rec.path) as src:
+            with record_image(rec) as src:  # the file, or the crop embedded in a `datasets` folder
                 w0, h0 = src.size
             box = resolve_bbox(rec, w0, h0)
             x1, y1, x2, y2 = (round(v) for v in square_box(box, w0, h0, margin))
@@ -600,6 +603,9 @@ def build_instructions(out: str | Path, data: DataSettings, trainer: TrainerSett
                        "per_origin": dict(Counter(e["origin"] for e in entries)), "dropped": len(dropped)}
     if rank() == 0:
         write_atomic(out / "conversations.json", lambda p: p.write_text(json.dumps(entries, indent=1) + "\n"))
+        boxes = {r["key"]: parse_box(r["context"]["box"], r["width"], r["height"]) for r in rows
+                 if r["task"] == "localisation" and r["context"].get("box")}
+        write_instructions(out, entries, boxes)  # <out>/conversations.hf: the same entries, typed, with a card
         write_atomic(out / "dropped.jsonl",
                       lambda p: p.write_text("".join(json.dumps(d, default=str) + "\n" for d in dropped)))
         if review:

@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
 
 from fasvlm.data_modules.datamodule import DomainSpec, EvalSampler
+from fasvlm.data_modules.hf_datasets import record_image
 from fasvlm.data_modules.record import SampleRecord, resolve_bbox
 from fasvlm.data_modules.transforms import square_box
 
@@ -138,7 +139,7 @@ def load_face(path: str, record: SampleRecord | None = None, margin: float | Non
     takes (outside the image: black padding); without one, the whole image."""
     from PIL import Image
 
-    with Image.open(path) as img:
+    with (record_image(record) if record is not None else Image.open(path)) as img:  # file or embedded crop
         img.load()
         img = img.convert("RGB")
     if record is None or margin is None:
