@@ -429,6 +429,38 @@ def test_conversation_datamodule_batches(instruct_out, synthetic_root):
     assert len(val) == 2 and set(next(iter(val[0]))) >= {"pixel_values", "label", "sample_id"}
 
 
+def test_instruction_datasets_folder_gives_the_same_conversation_batches(instruct_out, synthetic_root, tmp_path):
+    """conversations.hf, written beside conversations.json: typed features, the same entries, and the same training
+    and held-out batches from the folder alone (moved away from images/: decoded from its Arrow files)."""
+    import shutil
+
+    import datasets
+
+    from fasvlm.data_modules.conversations import ConversationDataModule
+    from fasvlm.data_modules.hf_datasets import instruction_features
+
+    folder = instruct_out / "conversations.hf"
+    ds = datasets.load_from_disk(str(folder))
+    assert ds.features == instruction_features("embed")
+    entries = load_llava(instruct_out / "conversations.json")
+    assert ds["id"] == [e["id"] for e in entries] and ds["conversations"] == [e["conversations"] for e in entries]
+    assert ds["task"] == [e["task"] for e in entries] and ds["image_path"] == [e["image"] for e in entries]
+    moved = tmp_path / "moved" / "conversations.hf"
+    shutil.copytree(folder, moved)
+    targets = [DomainSpec(name="target", dataset="celeba_spoof", root=str(synthetic_root / "celeba_spoof"),
+                          split="test")]
+    dms = [ConversationDataModule(train=str(p), targets=targets, batch_size=8, num_workers=0, image_size=64)
+           for p in (instruct_out / "conversations.json", moved)]
+    for dm in dms:
+        dm.setup("fit")
+    loaders = [[dm.train_dataloader(), dm.val_dataloader()[0]] for dm in dms]
+    for a_loader, b_loader in zip(*loaders):
+        for a, b in zip(a_loader, b_loader, strict=True):
+            for key in ("sample_id", "questions", "answers", "tasks", "ids"):
+                assert a.get(key) == b.get(key), key
+            assert torch.equal(a["label"], b["label"]) and torch.equal(a["pixel_values"], b["pixel_values"])
+
+
 def test_conversation_loss_equals_single_task_loss_on_ifas_answers():
     """Golden equivalence: conversations that are exactly I-FAS's question and answers give the single-task loss."""
     import sys as _sys
