@@ -613,8 +613,8 @@ def instructions_dataset(entries: Sequence[dict], base: str | Path, boxes: Mappi
 
 
 def write_instructions(out: str | Path, entries: Sequence[dict], boxes: Mapping[str, Sequence[float]] | None = None,
-                       *, image: str = "embed", command: str | None = None) -> Path:
-    """``<out>/conversations.hf`` beside ``<out>/conversations.json``: the same entries, typed, with the card."""
+                       *, image: str = "embed", command: str | None = None, name: str = "conversations") -> Path:
+    """``<out>/<name>.hf`` beside ``<out>/<name>.json``: the same entries, typed, with the card."""
     out = Path(out)
     ds = instructions_dataset(entries, out, boxes, image)
     table = ds.data.table
@@ -633,7 +633,7 @@ def write_instructions(out: str | Path, entries: Sequence[dict], boxes: Mapping[
               f"{verified.get(False, 0) + verified.get(None, 0)}.", "", "## Features", "", "| column | feature |",
               "|---|---|"]
     lines += [f"| {k} | `{_feature_text(v)}` |" for k, v in ds.features.items()]
-    return write_folder(ds, out / f"conversations{SUFFIX}", kind="instructions", card="\n".join(lines) + "\n",
+    return write_folder(ds, out / f"{name}{SUFFIX}", kind="instructions", card="\n".join(lines) + "\n",
                         info={"writer": "fasvlm caption instruct", "image": image, "command": command})
 
 

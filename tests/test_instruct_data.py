@@ -322,6 +322,12 @@ def test_instruct_end_to_end_writes_llava_with_all_five_tasks(instruct_out):
     assert stats["judge"]["judged"] == (stats["output"]["conversations"] + stats["judge"]["mismatched"]
                                         + stats["localisation_unverified"]["boxes"])
     assert (instruct_out / "review.csv").is_file() and (instruct_out / "review_boxes.csv").is_file()
+    # the unverified boxes as a datasets folder too: coordinates and verified flag as columns
+    import datasets
+
+    typed = datasets.load_from_disk(str(instruct_out / "unverified_boxes.hf"))
+    assert typed["id"] == [e["id"] for e in unverified] and typed["box_verified"] == [False] * len(unverified)
+    assert typed["box"] == [json.loads(e["conversations"][1]["value"]) for e in unverified]
 
 
 def test_clip_threshold_drops_exactly_the_low_similarity_answers(instruct_out, models, synthetic_root, tmp_path):
@@ -373,6 +379,14 @@ def test_review_export_edit_and_import(instruct_out, tmp_path):
         if e["task"] == "localisation":
             assert e["box_verified"] is True  # a reviewer kept it
     assert any(e["task"] == "localisation" for e in out.values())
+    # the reviewed conversations as a datasets folder beside the file: kept boxes verified, with their coordinates
+    import datasets
+
+    typed = datasets.load_from_disk(str(tmp_path / "sub" / "reviewed.hf"))
+    assert typed["id"] == [e["id"] for e in load_llava(tmp_path / "sub" / "reviewed.json")]
+    for row in typed:
+        if row["task"] == "localisation":
+            assert row["box_verified"] is True and row["box"] == json.loads(row["conversations"][1]["value"])
     # JSONL works the same way
     export_review(both, tmp_path / "review.jsonl")
     assert import_review(tmp_path / "review.jsonl", tmp_path / "again.json")["kept"] == len(entries)
