@@ -88,7 +88,7 @@ test-slurm: venv
 # A real two-node SLURM cluster in network namespaces (root; slurmctld and the bridge in one namespace, one slurmd in
 # each of two more, on 10.213.0.0/24 with no route out): conf/slurm/multi_node.sbatch with --nodes=2
 # --ntasks-per-node=1 trains+tests, SIGUSR1 -> requeue -> resume, a node killed mid-run -> fail -> resubmit -> resume.
-# 8-10 minutes on 2 shared cores (not in make test / CI).
+# About 3.5 minutes on 2 cores (8-10 when the cores are shared with other work); .ci/run runs it after make test.
 test-slurm-multinode: venv
 	FASVLM_VENV=$(abspath $(VENV)) bash tests/slurm/multinode/run_multinode_test.sh
 

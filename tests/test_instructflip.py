@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from fasvlm.models.instructflip import draw_style_questions, kind_id
 from fasvlm.models.qformer import QFormer, map_qformer_state_dict, qformer_bert_config
-from fasvlm.systems.common import build_optimizer
+from fasvlm.systems.common import build_optimizer, build_scheduler
 from fasvlm.systems.instructflip import InstructFLIPSystem
 from fasvlm.text.instructions import OPTIONS, answer, instruction
 
@@ -539,3 +539,28 @@ def test_color_jitter_is_torchvision_definition():
     assert not torch.equal(tf(img, None, np.random.default_rng(1)), plain(img, None, np.random.default_rng(1)))
     with pytest.raises(ValueError, match="color_jitter"):
         FaceTransform(16, (0.5,) * 3, (0.5,) * 3, color_jitter=(0.2, 0.2))
+
+
+@pytest.mark.parametrize("warmup_frac", [0.05, 0.1, 0.25])
+def test_onecycle_schedule_runs_every_short_length(warmup_frac):
+    """torch's OneCycleLR divides by zero when pct_start * total_steps == 1 (10 steps at the paper's 0.1); the schedule
+    must step through every length, warm up to (near) the peak and end at max_lr / div_factor. The peak is hit exactly
+    only when pct_start * total_steps is a whole number (torch places the phase end at pct_start * total - 1)."""
+    for total in range(1, 61):
+        optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = build_scheduler(optimizer, "onecycle", total, lr=1.0, warmup_frac=warmup_frac)["scheduler"]
+        lrs = [optimizer.param_groups[0]["lr"]]
+        for _ in range(total - 1):
+            optimizer.step()
+            sched.step()
+            lrs.append(optimizer.param_groups[0]["lr"])
+        assert len(lrs) == total
+        if total >= 4:
+            assert lrs[0] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.1)
+            assert 0.9 < max(lrs) <= 1.0 + 1e-12
+        if total == 10 and warmup_frac == 0.1:  # the length that crashed: 2 warm-up steps, peak at step 1
+            assert lrs[1] == pytest.approx(1.0)
+    # long runs keep the published warm-up fraction exactly
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(optimizer, "onecycle", 1000, lr=1.0, warmup_frac=warmup_frac)["scheduler"]
+    assert sched._schedule_phases[0]["end_step"] == warmup_frac * 1000 - 1

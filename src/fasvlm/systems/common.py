@@ -51,14 +51,16 @@ def build_scheduler(optimizer, name: SchedulerName, total_steps: int, lr: float,
     """A per-step LR schedule as Lightning's scheduler dict, or None for a constant LR.
 
     ``onecycle`` follows the published InstructFLIP code: OneCycleLR(max_lr=lr, pct_start=0.1, cos, div_factor=10,
-    final_div_factor=1).
+    final_div_factor=1). A warm-up shorter than two steps is lengthened to two (from 4 total steps on): torch's
+    OneCycleLR divides by zero when ``pct_start * total_steps == 1`` (e.g. 10 steps at 0.1).
     """
     if name == "constant":
         return None
     total_steps = max(int(total_steps), 1)
     if name == "onecycle":
+        pct = warmup_frac if warmup_frac * total_steps >= 2 or total_steps < 4 else 2 / total_steps
         sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
-                                                    pct_start=warmup_frac, anneal_strategy="cos", div_factor=10,
+                                                    pct_start=pct, anneal_strategy="cos", div_factor=10,
                                                     final_div_factor=1)
     elif name == "cosine":
         warmup = max(1, int(warmup_frac * total_steps))
