@@ -309,9 +309,11 @@ def samples_dataset(records: Sequence[SampleRecord], base: str | Path, image: st
     features = sample_features(protocols, image)
     cols: dict[str, list] = {name: [] for name in features}
     for r in records:
-        extra = {k: v for k, v in r.extra.items() if k not in ("protocols", HF_SOURCE)}
+        moved = (HF_SOURCE, "protocols") if r.extra.get("protocols") else (HF_SOURCE,)  # protocols: own column
+        extra = {k: v for k, v in r.extra.items() if k not in moved}
         row = {"sample_id": r.sample_id, "path": r.path, "label": int(r.label), "attack": r.attack,
-               "domain": r.domain, "subject": str(r.subject), "video": str(r.video), "split": str(r.split),
+               "domain": r.domain, "subject": None if r.subject is None else str(r.subject), "video": str(r.video),
+               "split": str(r.split),
                "frame": int(r.frame), "illumination": r.illumination, "environment": r.environment,
                "camera_quality": r.camera_quality, "bbox": None if r.bbox is None else [float(v) for v in r.bbox],
                "extra": extra}
