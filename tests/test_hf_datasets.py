@@ -239,7 +239,6 @@ def test_instruction_table_loads_with_its_features(prepared, tmp_path):
     assert "| localisation | 2 |" in (folder / CARD).read_text()
 
 
-@pytest.mark.slow
 def test_quickstart_from_datasets_folders_gives_the_manifest_routes_metrics(synthetic_root, tmp_path, monkeypatch):
     """conf/quickstart.yaml with conf/data/quickstart_hf.yaml and with conf/data/quickstart_manifest.yaml (paths
     pointed at the tiny synthetic preset, 2 epochs): identical test metrics (~20 s on 2 idle cores, ~2 min loaded)."""
