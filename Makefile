@@ -14,7 +14,7 @@ IFAS_RUN_DIR ?= runs/ifas-tiny/latest
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv quickstart tiny-clip ifas-tiny baselines-tiny test test-all test-slurm test-slurm-multinode gpu-wheels gpu-check lint clean
+.PHONY: venv quickstart quickstart-hf tiny-clip ifas-tiny baselines-tiny test test-all test-slurm test-slurm-multinode gpu-wheels gpu-check lint clean
 
 $(BIN)/fasvlm: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,20 @@ quickstart: venv
 	$(BIN)/fasvlm fit --config conf/quickstart.yaml
 	$(BIN)/fasvlm test --config conf/quickstart.yaml --ckpt_path best
 	@echo "TensorBoard logs: $(RUN_DIR)   (view with: $(BIN)/tensorboard --logdir $(RUN_DIR))"
+
+# The quickstart from Hugging Face `datasets` folders: each synthetic domain prepared once (face crops, manifest and
+# <out>/manifest.hf with its dataset card), then fit + test with conf/data/quickstart_hf.yaml (run directory
+# runs/instructflip-quickstart_hf/latest). conf/data/quickstart_manifest.yaml reads the same crops from the manifests.
+QUICKSTART_DOMAINS := celeba_spoof synth_lowlight synth_phonecam
+quickstart-hf: venv
+	test -f $(SYNTH_DIR)/.complete || $(BIN)/fasvlm synth --out $(SYNTH_DIR) --preset quickstart
+	for d in $(QUICKSTART_DOMAINS); do \
+	  test -f data/prepared/synthetic/$$d/manifest.hf/fasvlm.json || \
+	  $(BIN)/fasvlm prepare --dataset celeba_spoof --root $(SYNTH_DIR)/$$d --out data/prepared/synthetic/$$d --hf \
+	    --no-progress || exit 1; \
+	done
+	$(BIN)/fasvlm fit --config conf/quickstart.yaml --config conf/data/quickstart_hf.yaml
+	$(BIN)/fasvlm test --config conf/quickstart.yaml --config conf/data/quickstart_hf.yaml --ckpt_path best
 
 # The tiny pretrained CLIP that conf/ifas/tiny.yaml loads and keeps frozen: synthetic image-caption pairs of its own
 # domain (data/pretrain, the data paths of conf/clip/tiny_pretrain.yaml), contrastive pretraining, save_pretrained to

@@ -1,7 +1,8 @@
 """LLaVA-format conversations as I-FAS multi-task training data: :class:`ConversationDataModule`.
 
 Reads the file ``fasvlm caption instruct`` writes (or any LLaVA JSON/JSONL: ``[{"id", "image", "conversations":
-[{"from": "human", "value": "<image>\\n..."}, {"from": "gpt", "value": ...}, ...]}]``) and the images it names.
+[{"from": "human", "value": "<image>\\n..."}, {"from": "gpt", "value": ...}, ...]}]``) and the images it names, or the
+``datasets`` folder of the same entries (``conversations.hf``, images embedded or by path).
 Every human -> gpt turn pair becomes one training sample (a multi-turn entry gives one sample per turn; earlier turns
 are not part of the prompt, since the I-FAS prompt holds one question).
 
@@ -41,6 +42,7 @@ from .datamodule import (
     sampler_resume_state,
     select_records,
 )
+from .hf_datasets import HF_SOURCE, open_image
 from .llava import IMAGE_TOKEN, load_llava
 from .record import SampleRecord
 from .taxonomy import ATTACK_NAMES, content_index
@@ -60,12 +62,13 @@ def _turn(entry: dict, index: int, question: str, answer: str, image: str) -> di
     if attack not in ATTACK_NAMES:
         attack = "live" if label == 0 else "other" if label == 1 else "unknown"
     return {"id": str(entry.get("id", "")) + (f"#t{index}" if index else ""), "image": image,
+            HF_SOURCE: entry.get(HF_SOURCE),  # [folder, row] when the image is embedded in a `datasets` folder
             "question": question.replace(IMAGE_TOKEN, "").strip(), "answer": str(answer).strip(),
             "task": entry.get("task") or "unknown", "label": label, "attack": attack,
             "sample_id": str(entry.get("sample_id") or entry.get("id") or image)}
 
 
-ConversationTurn = dict  # keys: id, image (absolute path), question, answer, task, label, attack, sample_id
+ConversationTurn = dict  # keys: id, image (absolute path), hf_source, question, answer, task, label, attack, sample_id
 
 
 def conversation_turns(entries: Sequence[dict], image_root: str | Path) -> list[ConversationTurn]:
@@ -104,10 +107,8 @@ class ConversationDataset(Dataset):
 
     def _load(self, index: int, seed: int | None) -> dict[str, Any]:
         import numpy as np
-        from PIL import Image
-
         t = self.turns[index]
-        with Image.open(t["image"]) as img:
+        with open_image(t["image"], t.get(HF_SOURCE)) as img:
             img.load()
         rng = np.random.default_rng(seed) if seed is not None else None
         domain = t["sample_id"].split("/", 1)[0]
@@ -155,7 +156,8 @@ def _records_from_turns(turns: Sequence[ConversationTurn]) -> list[SampleRecord]
         video = "/".join(parts[1:-1]) if len(parts) >= 3 else t["sample_id"]
         attack = t["attack"] if t["attack"] in ATTACK_NAMES else ("live" if t["label"] == 0 else "other")
         records.append(SampleRecord(path=t["image"], label=t["label"], attack=attack, domain=domain,
-                                    subject=video, video=video, split="val"))
+                                    subject=video, video=video, split="val",
+                                    extra={HF_SOURCE: t[HF_SOURCE]} if t.get(HF_SOURCE) else {}))
     return records
 
 
@@ -175,7 +177,8 @@ class ConversationDataModule(L.LightningDataModule):
     """LLaVA conversations for I-FAS multi-task training, FAS scoring on held-out images and target domains.
 
     Args:
-        train: LLaVA conversation file (.json list or .jsonl) from ``fasvlm caption instruct``.
+        train: LLaVA conversation file (.json list or .jsonl) from ``fasvlm caption instruct``, or its ``datasets``
+            folder (``conversations.hf``).
         targets: FAS evaluation domains (one val/test dataloader each), as in FASDataModule.
         val: held-out conversation file for the source validation loader; None: ``val_fraction`` of the training
             images (by sample id, deterministic by ``seed``) are held out of training.

@@ -42,10 +42,10 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .adapters import index_dataset
+from .hf_datasets import read_sample_records, record_exists, record_image
 from .record import SampleRecord, read_manifest, resolve_bbox
 from .taxonomy import content_index, style_index
 from .transforms import DeviceTransform, FaceCarrier, FaceTransform, ImageSpec, estimate_camera_quality
@@ -65,7 +65,7 @@ def require_files(records: dict[str, list[SampleRecord]]) -> None:
     """Raise :class:`EmptySplitError` for the first split none of whose files exists (stops at the first file found,
     so a healthy split costs one ``stat``)."""
     for name, recs in records.items():
-        if recs and not any(os.path.exists(r.path) for r in recs):
+        if recs and not any(record_exists(r) for r in recs):
             first = ", ".join(r.path for r in recs[:3])
             raise EmptySplitError(
                 f"split {name!r}: none of its {len(recs)} files exists (first: {first}). Likely cause: the data or its "
@@ -79,8 +79,9 @@ SOURCE_NAME = "source"
 class DomainSpec:
     """One domain of a protocol: where its records come from and which of them to take.
 
-    Give either ``manifest`` (a prepared ``manifest.parquet``) or ``dataset`` + ``root`` (an adapter name and the raw
-    release, indexed on the fly; image datasets only). ``split`` selects the official split(s); with ``protocol`` the
+    Give either ``manifest`` (a prepared ``manifest.parquet``, or the ``datasets`` folder that ``fasvlm prepare --hf``
+    writes beside it, ``manifest.hf``) or ``dataset`` + ``root`` (an adapter name and the raw release, indexed on the
+    fly; image datasets only). ``split`` selects the official split(s); with ``protocol`` the
     split membership comes from ``record.extra["protocols"][protocol]`` instead.
     """
 
@@ -123,7 +124,7 @@ class FASDataset(Dataset):
         rng = np.random.default_rng(seed) if seed is not None else None
         quality = rec.camera_quality
         infer_quality = quality is None and self.infer_camera_quality and rec.label is not None
-        with Image.open(rec.path) as img:
+        with record_image(rec) as img:  # the file, or the crop embedded in a `datasets` folder (not yet decoded)
             box = resolve_bbox(rec, img.width, img.height)
             # the quality rule reads the full image: no reduced-scale decoding then
             pixels = self.transform.pixels(img, box, rng, draft=not infer_quality)
@@ -546,7 +547,7 @@ def domain_records(spec: DomainSpec, cache: dict[tuple, list[SampleRecord]] | No
     if cache is not None and key in cache:
         return cache[key]
     if spec.manifest is not None:
-        recs = read_manifest(spec.manifest)
+        recs = read_sample_records(spec.manifest) if os.path.isdir(spec.manifest) else read_manifest(spec.manifest)
     else:
         if spec.root is None:
             raise ValueError(f"domain {spec.name!r}: `dataset: {spec.dataset}` needs `root`")

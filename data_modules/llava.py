@@ -12,6 +12,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from .hf_datasets import is_folder, read_instruction_entries
+
 __all__ = ["IMAGE_TOKEN", "to_llava", "load_llava"]
 
 IMAGE_TOKEN = "<image>"
@@ -37,8 +39,11 @@ def to_llava(rows: Sequence[dict]) -> list[dict]:
 
 
 def load_llava(path: str | Path) -> list[dict]:
-    """A LLaVA conversation file (JSON list, or JSONL with one entry per line)."""
+    """A LLaVA conversation file (JSON list, or JSONL with one entry per line), or the ``datasets`` folder of
+    instruction data that ``fasvlm caption instruct`` writes beside it (``conversations.hf``)."""
     path = Path(path)
+    if is_folder(path):
+        return read_instruction_entries(path)
     if not path.is_file():
         raise FileNotFoundError(f"conversation file {path} not found (write it with `fasvlm caption instruct`)")
     text = path.read_text()

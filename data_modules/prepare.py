@@ -38,6 +38,7 @@ import importlib
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -974,6 +975,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="delete earlier crops and state in OUT first")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar or table")
     parser.add_argument(
+        "--hf", action="store_true",
+        help="also write OUT/manifest.hf: the manifest as a Hugging Face `datasets` folder (save_to_disk) with a "
+        "dataset card; usable wherever a manifest is (data configs' `manifest:`)",
+    )
+    parser.add_argument(
+        "--hf-image", choices=("embed", "path"), default="embed",
+        help="with --hf: embed the crops in the Arrow files (Image feature; the folder needs no crop files) or store "
+        "their paths only (default embed)",
+    )
+    parser.add_argument(
         "--adapter-option",
         action="append",
         default=[],
@@ -1017,8 +1028,17 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             progress=args.progress,
         )
-        prepare(args.dataset, args.root, args.out, options, dict(args.adapter_option))
-    except (PrepareError, LayoutError, NotImplementedError) as err:
+        result = prepare(args.dataset, args.root, args.out, options, dict(args.adapter_option))
+        if args.hf:
+            from .hf_datasets import write_prepared
+
+            command = "fasvlm prepare " + shlex.join(sys.argv[1:] if argv is None else argv)
+            folder = write_prepared(result.out, result.records, result.summary, image=args.hf_image, command=command,
+                                    description=getattr(get_adapter(args.dataset), "DESCRIPTION", ""),
+                                    num_proc=args.workers, progress=options.progress)
+            if options.progress:
+                print(f"datasets folder: {folder}")
+    except (PrepareError, LayoutError, NotImplementedError, FileExistsError) as err:
         print(f"fasvlm prepare: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -322,6 +322,12 @@ def test_instruct_end_to_end_writes_llava_with_all_five_tasks(instruct_out):
     assert stats["judge"]["judged"] == (stats["output"]["conversations"] + stats["judge"]["mismatched"]
                                         + stats["localisation_unverified"]["boxes"])
     assert (instruct_out / "review.csv").is_file() and (instruct_out / "review_boxes.csv").is_file()
+    # the unverified boxes as a datasets folder too: coordinates and verified flag as columns
+    import datasets
+
+    typed = datasets.load_from_disk(str(instruct_out / "unverified_boxes.hf"))
+    assert typed["id"] == [e["id"] for e in unverified] and typed["box_verified"] == [False] * len(unverified)
+    assert typed["box"] == [json.loads(e["conversations"][1]["value"]) for e in unverified]
 
 
 def test_clip_threshold_drops_exactly_the_low_similarity_answers(instruct_out, models, synthetic_root, tmp_path):
@@ -373,6 +379,14 @@ def test_review_export_edit_and_import(instruct_out, tmp_path):
         if e["task"] == "localisation":
             assert e["box_verified"] is True  # a reviewer kept it
     assert any(e["task"] == "localisation" for e in out.values())
+    # the reviewed conversations as a datasets folder beside the file: kept boxes verified, with their coordinates
+    import datasets
+
+    typed = datasets.load_from_disk(str(tmp_path / "sub" / "reviewed.hf"))
+    assert typed["id"] == [e["id"] for e in load_llava(tmp_path / "sub" / "reviewed.json")]
+    for row in typed:
+        if row["task"] == "localisation":
+            assert row["box_verified"] is True and row["box"] == json.loads(row["conversations"][1]["value"])
     # JSONL works the same way
     export_review(both, tmp_path / "review.jsonl")
     assert import_review(tmp_path / "review.jsonl", tmp_path / "again.json")["kept"] == len(entries)
@@ -427,6 +441,38 @@ def test_conversation_datamodule_batches(instruct_out, synthetic_root):
     assert dm.val_names == ["source", "target"]
     val = dm.val_dataloader()
     assert len(val) == 2 and set(next(iter(val[0]))) >= {"pixel_values", "label", "sample_id"}
+
+
+def test_instruction_datasets_folder_gives_the_same_conversation_batches(instruct_out, synthetic_root, tmp_path):
+    """conversations.hf, written beside conversations.json: typed features, the same entries, and the same training
+    and held-out batches from the folder alone (moved away from images/: decoded from its Arrow files)."""
+    import shutil
+
+    import datasets
+
+    from fasvlm.data_modules.conversations import ConversationDataModule
+    from fasvlm.data_modules.hf_datasets import instruction_features
+
+    folder = instruct_out / "conversations.hf"
+    ds = datasets.load_from_disk(str(folder))
+    assert ds.features == instruction_features("embed")
+    entries = load_llava(instruct_out / "conversations.json")
+    assert ds["id"] == [e["id"] for e in entries] and ds["conversations"] == [e["conversations"] for e in entries]
+    assert ds["task"] == [e["task"] for e in entries] and ds["image_path"] == [e["image"] for e in entries]
+    moved = tmp_path / "moved" / "conversations.hf"
+    shutil.copytree(folder, moved)
+    targets = [DomainSpec(name="target", dataset="celeba_spoof", root=str(synthetic_root / "celeba_spoof"),
+                          split="test")]
+    dms = [ConversationDataModule(train=str(p), targets=targets, batch_size=8, num_workers=0, image_size=64)
+           for p in (instruct_out / "conversations.json", moved)]
+    for dm in dms:
+        dm.setup("fit")
+    loaders = [[dm.train_dataloader(), dm.val_dataloader()[0]] for dm in dms]
+    for a_loader, b_loader in zip(*loaders):
+        for a, b in zip(a_loader, b_loader, strict=True):
+            for key in ("sample_id", "questions", "answers", "tasks", "ids"):
+                assert a.get(key) == b.get(key), key
+            assert torch.equal(a["label"], b["label"]) and torch.equal(a["pixel_values"], b["pixel_values"])
 
 
 def test_conversation_loss_equals_single_task_loss_on_ifas_answers():

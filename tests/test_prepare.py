@@ -724,15 +724,21 @@ def test_data_config_parses(path):
         assert set(spec) == allowed, allowed ^ set(spec)
         assert (spec["manifest"] is None) != (spec["dataset"] is None)
         if spec["manifest"]:
-            assert spec["manifest"].startswith("data/prepared/") and spec["manifest"].endswith("/manifest.parquet")
+            # a manifest, or the `datasets` folder `fasvlm prepare --hf` writes beside it
+            assert spec["manifest"].startswith("data/prepared/")
+            assert spec["manifest"].endswith(("/manifest.parquet", "/manifest.hf"))
         splits = [spec["split"]] if isinstance(spec["split"], str) else spec["split"]
         assert set(splits) <= {"train", "val", "test"}
         assert _dataset_of(spec) in adapter_names()
 
 
 def _dataset_of(spec: dict) -> str:
-    """The adapter name of a domain: ``dataset``, or the folder of data/prepared/<name>[_first60]/manifest.parquet."""
-    return spec["dataset"] or spec["manifest"].split("/")[2].removesuffix("_first60")
+    """The adapter name of a domain: ``dataset``, or the folder of data/prepared/<name>[_first60]/manifest.parquet;
+    data/prepared/synthetic/<domain>/ holds `fasvlm synth`'s domains, written in the CelebA-Spoof layout."""
+    if spec["dataset"]:
+        return spec["dataset"]
+    folder = spec["manifest"].split("/")[2]
+    return "celeba_spoof" if folder == "synthetic" else folder.removesuffix("_first60")
 
 
 def _domains():

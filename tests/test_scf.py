@@ -232,10 +232,18 @@ def test_scf_end_to_end_then_ifas_trains_on_the_captions(taught_blip2, synthetic
     assert table["sample_id"].is_unique
     by = dict(zip(table["sample_id"], table["captioner"]))
     assert all(by[r.sample_id] == ("spoof_aware" if r.label else "general") for r in records)
-    # datasets reads the stage tables
+    # datasets reads the stage tables; captions.hf is the same table, typed, with the filter's decisions
     import datasets
 
+    from fasvlm.data_modules.hf_datasets import caption_features, read_captions
+
     assert datasets.Dataset.from_parquet(str(out / "1_caption" / "data.parquet")).num_rows == len(attacks)
+    typed = datasets.load_from_disk(str(out / "captions.hf"))
+    assert typed.features == caption_features() and typed["sample_id"] == list(table["sample_id"])
+    assert read_captions(out / "captions.hf") == dict(zip(table["sample_id"], table["caption"]))
+    decided = dict(zip(typed["sample_id"], typed["filter_kept"]))
+    assert {s for s, k in decided.items() if k} == set(kept["sample_id"]) & set(decided)
+    assert {s for s, k in decided.items() if k is None} == {r.sample_id for r in records if not r.label}
 
     # rerun: every stage is done, nothing recomputed, same table
     assert main(_scf_args(out, taught_blip2, synthetic_root)) == 0

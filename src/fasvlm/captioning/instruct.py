@@ -26,7 +26,9 @@ Stages (each predict stage is a Lightning predict loop, resumable by the same sh
 Outputs: ``conversations.json`` in the LLaVA format (one single-turn conversation per QA pair:
 ``{"id", "image", "conversations": [{"from": "human", "value": "<image>\\n..."}, {"from": "gpt", "value": ...}]}``
 plus ``task``, ``sample_id``, ``label``, ``attack``, ``origin``), ``dropped.jsonl`` (every dropped pair and why),
-``stats.json``, and a review file (CSV/JSONL) that :func:`import_review` turns back into a conversations file.
+``stats.json``, and a review file (CSV/JSONL) that :func:`import_review` turns back into a conversations file; the
+conversations also as a ``datasets`` folder ``conversations.hf`` (images embedded, localisation boxes with their
+verified flag: :func:`~fasvlm.data_modules.hf_datasets.instruction_features`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from fasvlm.captioning.stages import (
     write_json,
 )
 from fasvlm.data_modules.datamodule import select_records
+from fasvlm.data_modules.hf_datasets import record_image, write_instructions
 from fasvlm.data_modules.llava import IMAGE_TOKEN, load_llava, to_llava
 from fasvlm.data_modules.record import SampleRecord, resolve_bbox
 from fasvlm.data_modules.transforms import square_box
@@ -332,7 +335,7 @@ def _write_crops(out: Path, records: Sequence[SampleRecord], margin: float) -> l
         path = out / f"{_safe_name(rec.sample_id)}.png"
         info: dict[str, Any] = {"image": f"images/{path.name}", "image_path": str(path)}
         try:
-            with Image.open(rec.path) as src:
+            with record_image(rec) as src:  # the file, or the crop embedded in a `datasets` folder
                 w0, h0 = src.size
             box = resolve_bbox(rec, w0, h0)
             x1, y1, x2, y2 = (round(v) for v in square_box(box, w0, h0, margin))
@@ -414,6 +417,7 @@ def _compose(row: dict, spec: TaskSpec, generated: str | None, filters: FilterSe
             if validate_box(box, row["width"], row["height"]):
                 return None, "box_invalid_face_box"
         ctx["box"] = format_box(box)
+        row["box"] = [float(int(round(v))) for v in box]  # as written in the answer (conversations.hf's `box`)
         row["box_from"] = "mllm" if spec.box_source != "face" and not reason else "face"
         row["box_reason"] = reason
         row["box_verified"] = False  # nobody has checked it against the image (a reviewer may: import_review)
@@ -600,6 +604,8 @@ def build_instructions(out: str | Path, data: DataSettings, trainer: TrainerSett
                        "per_origin": dict(Counter(e["origin"] for e in entries)), "dropped": len(dropped)}
     if rank() == 0:
         write_atomic(out / "conversations.json", lambda p: p.write_text(json.dumps(entries, indent=1) + "\n"))
+        boxes = {r["key"]: r["box"] for r in rows if r.get("box")}
+        write_instructions(out, entries, boxes)  # <out>/conversations.hf: the same entries, typed, with a card
         write_atomic(out / "dropped.jsonl",
                       lambda p: p.write_text("".join(json.dumps(d, default=str) + "\n" for d in dropped)))
         if review:
@@ -607,6 +613,8 @@ def build_instructions(out: str | Path, data: DataSettings, trainer: TrainerSett
         if unverified and not filters.train_unverified_boxes:
             write_atomic(out / "unverified_boxes.json",
                          lambda p: p.write_text(json.dumps(to_llava(unverified), indent=1) + "\n"))
+            write_instructions(out, to_llava(unverified), {r["key"]: r["box"] for r in unverified if r.get("box")},
+                               name="unverified_boxes")
             export_review(out / "unverified_boxes.json", out / "review_boxes.csv")
         write_json(out / "stats.json", stats)
     barrier()
@@ -661,7 +669,8 @@ def import_review(review: str | Path, out: str | Path, filters: FilterSettings |
     """Read a reviewed table (from :func:`export_review`) and write the kept rows as a LLaVA conversations file.
 
     Rows with ``keep`` 0/false/no are dropped; edited questions and answers are taken as they are, then checked again
-    (empty answers, refusals, localisation boxes inside the image); image paths are written relative to ``out``."""
+    (empty answers, refusals, localisation boxes inside the image); image paths are written relative to ``out``. The
+    same entries go to the ``datasets`` folder ``<out stem>.hf`` beside ``out`` (kept boxes: ``box_verified``)."""
     import os
 
     import pandas as pd
@@ -710,6 +719,9 @@ def import_review(review: str | Path, out: str | Path, filters: FilterSettings |
                      "height": int(r["height"]) if str(r.get("height", "")).strip() not in ("", "nan", "None") else None})
     entries = to_llava(rows)
     write_atomic(out, lambda p: p.write_text(json.dumps(entries, indent=1) + "\n"))
+    boxes = {r["key"]: parse_box(r["answer"], r["width"], r["height"]) for r in rows
+             if r["task"] == "localisation" and r["width"] and r["height"]}
+    write_instructions(out.parent, entries, {k: b for k, b in boxes.items() if b}, name=out.stem)  # <stem>.hf
     result = {"rows": len(frame), "kept": len(entries), "dropped": dict(reasons), "out": str(out)}
     print(f"import-review: {result}", flush=True)
     return result

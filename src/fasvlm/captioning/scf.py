@@ -9,7 +9,9 @@ The captions table that ``IFASSystem(captions=...)`` reads is built in four resu
     3 finetune  fine-tune C_G on the kept (image, caption) pairs with Lightning (same strategies and precision as
                 training) -> the spoof-aware captioner C_S, written with ``save_pretrained``
     4 final     real images are captioned by C_G, attack images by C_S -> ``<out>/captions.parquet``
-                (``sample_id, caption`` + provenance columns)
+                (``sample_id, caption`` + provenance columns) and the same table as a ``datasets`` folder
+                ``<out>/captions.hf`` (:func:`~fasvlm.data_modules.hf_datasets.caption_features`, with stage 2's
+                keyword decisions; readable wherever captions.parquet is)
 
 Every inference stage is a Lightning predict loop (:class:`ImageTextModel` wraps the Hugging Face model) run by
 :func:`run_predict_stage`: each rank writes its rows as parquet shards as batches finish
@@ -62,6 +64,7 @@ from fasvlm.captioning.stages import (
     write_parquet,
 )
 from fasvlm.data_modules.datamodule import select_records
+from fasvlm.data_modules.hf_datasets import write_captions
 from fasvlm.data_modules.record import SampleRecord
 from fasvlm.data_modules.taxonomy import attack_family
 from fasvlm.text.prompts import compose_caption
@@ -482,6 +485,10 @@ def run_scf(out: str | Path, data: DataSettings, trainer: TrainerSettings, capti
         final = table[ok][[c for c in columns if c in table.columns]].sort_values("sample_id").reset_index(drop=True)
         if rank() == 0:
             write_parquet(out / "captions.parquet", final)
+            fdir = out / "2_filter"
+            kept_t, dropped_t = (pd.read_parquet(fdir / f) if (fdir / f).is_file() else None
+                                 for f in ("kept.parquet", "dropped.parquet"))
+            write_captions(out, final, kept_t, dropped_t)  # <out>/captions.hf: the same table, typed, with a card
         stats["4_final"] = {"live_general": int(ok[: len(live)].sum()), "attack_spoof_aware": int(ok[len(live):].sum()),
                             "empty_or_unreadable": int((~ok).sum()), "rows": int(len(final)),
                             "seconds": round(time.perf_counter() - t0, 3), "captions": str(out / "captions.parquet")}

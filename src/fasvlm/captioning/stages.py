@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
 
 from fasvlm.data_modules.datamodule import DomainSpec, EvalSampler
+from fasvlm.data_modules.hf_datasets import record_image
 from fasvlm.data_modules.record import SampleRecord, resolve_bbox
 from fasvlm.data_modules.transforms import square_box
 
@@ -134,11 +135,13 @@ def make_trainer(settings: TrainerSettings, **kwargs) -> L.Trainer:
 
 
 def load_face(path: str, record: SampleRecord | None = None, margin: float | None = 0.2):
-    """The RGB image at ``path``; with a record, the square face crop (box + margin) that FASDataset's transform
-    takes (outside the image: black padding); without one, the whole image."""
+    """The RGB image at ``path`` (the record's crop embedded in a ``datasets`` folder when ``path`` is the record's
+    own); with a record, the square face crop (box + margin) that FASDataset's transform takes (outside the image:
+    black padding); without one, the whole image."""
     from PIL import Image
 
-    with Image.open(path) as img:
+    embedded = record is not None and path == record.path  # the record's own image: its file or embedded crop
+    with (record_image(record) if embedded else Image.open(path)) as img:
         img.load()
         img = img.convert("RGB")
     if record is None or margin is None:

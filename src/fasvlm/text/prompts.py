@@ -108,10 +108,15 @@ def compose_caption(attack: str, illumination: str | None = None, environment: s
 
 
 def load_captions(path: str | Path) -> dict[str, str]:
-    """A captions table (``sample_id``, ``caption`` columns) as a dict; .parquet, .csv, .jsonl or .json."""
+    """A captions table (``sample_id``, ``caption`` columns) as a dict; .parquet, .csv, .jsonl or .json, or the
+    ``datasets`` folder ``fasvlm caption scf`` writes beside captions.parquet (``captions.hf``)."""
     import pandas as pd
 
+    from fasvlm.data_modules.hf_datasets import is_folder, read_captions
+
     path = Path(path)
+    if is_folder(path):
+        return read_captions(path)
     if not path.is_file():
         raise FileNotFoundError(f"captions table {path} not found; expected a .parquet/.csv/.jsonl file with columns "
                                 "sample_id, caption (written by the SCF captioning pipeline)")

@@ -1,0 +1,664 @@
+"""``datasets`` folders: prepared samples, caption tables and instruction data as typed Hugging Face datasets.
+
+One schema per kind of table, as :class:`datasets.Features` (the home of these schemas):
+
+- :func:`sample_features`: a prepared sample (one :class:`~fasvlm.data_modules.record.SampleRecord`): ``label`` and
+  ``attack`` as ``ClassLabel`` (``live``/``attack``, label 1 = attack; attack names of the taxonomy), the style
+  attributes as ``ClassLabel`` (None when unknown), the face crop as ``Image`` (bytes stored in the Arrow files,
+  ``image="embed"``) or only its ``path`` (``image="path"``), ``protocols`` (one string field per protocol of the
+  dataset: the split of the sample in that protocol, None when it is not a member) and ``extra`` (``Json``: the rest
+  of the record's dataset-specific fields: crop source, detector, landmarks ...).
+- :func:`caption_features`: the SCF captions table (sample id -> caption, the captioner that wrote it, and the keyword
+  filter's decision on the general caption of each attack sample).
+- :func:`instruction_features`: instruction data (LLaVA conversations, task, localisation box with its verified flag).
+
+A ``datasets`` folder is written with ``save_to_disk`` beside the file it mirrors, with the same stem:
+``<out>/manifest.hf`` (``fasvlm prepare --hf``), ``<out>/captions.hf`` (``fasvlm caption scf``),
+``<out>/conversations.hf`` (``fasvlm caption instruct``). Each holds a dataset card ``README.md`` and
+``fasvlm.json`` (what wrote it); :func:`write_folder` writes into a temporary directory and renames it into place,
+and refuses to replace a folder without ``fasvlm.json`` (one the project did not write).
+
+Reading: ``datasets.load_from_disk(folder)`` anywhere; in the project a folder stands where a manifest or LLaVA file
+does (``DomainSpec(manifest=<folder>)``, ``ConversationDataModule(train=<folder>)``, ``captions: <folder>``). Paths in
+a folder are relative to the directory that holds it (as a manifest's are to the manifest's directory). Rows whose
+crop is embedded are decoded from the Arrow files (:func:`open_image`), so a folder needs no crop files beside it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .record import SampleRecord
+from .taxonomy import ATTACK_NAMES, CAMERA_QUALITIES, ENVIRONMENTS, ILLUMINATIONS
+
+__all__ = [
+    "LABEL_NAMES",
+    "IMAGE_MODES",
+    "KINDS",
+    "SUFFIX",
+    "MARKER",
+    "HF_SOURCE",
+    "sample_features",
+    "caption_features",
+    "instruction_features",
+    "is_folder",
+    "folder_for",
+    "load_folder",
+    "write_folder",
+    "samples_dataset",
+    "read_sample_records",
+    "write_prepared",
+    "sample_card",
+    "card_counts",
+    "captions_dataset",
+    "write_captions",
+    "read_captions",
+    "instructions_dataset",
+    "write_instructions",
+    "read_instruction_entries",
+    "open_image",
+    "record_image",
+    "record_exists",
+    "dataset_licence",
+    "SYNTHETIC_LICENCE",
+    "CARD",
+]
+
+LABEL_NAMES: tuple[str, ...] = ("live", "attack")  # ClassLabel index = record label (1 = attack)
+IMAGE_MODES: tuple[str, ...] = ("embed", "path")
+KINDS: tuple[str, ...] = ("samples", "captions", "instructions")
+SUFFIX = ".hf"
+MARKER = "fasvlm.json"
+CARD = "README.md"
+FORMAT_VERSION = 1
+# extra key of a record (or turn) whose image lives in a folder's Arrow files: [absolute folder, row]
+HF_SOURCE = "hf_source"
+CAPTIONERS: tuple[str, ...] = ("general", "spoof_aware")
+_STYLE = {"illumination": ILLUMINATIONS, "environment": ENVIRONMENTS, "camera_quality": CAMERA_QUALITIES}
+
+# One-line licence summaries of the releases (docs/datasets.md, "Licence:" of each dataset; a test keeps them equal).
+_LICENCES: dict[str, str] = {
+    "celeba_spoof": "non-commercial research use only (the CelebA terms) [R].",
+    "msu_mfsd": "research use under the MSU release agreement [R].",
+    "casia_fasd": "non-commercial research under the CBSR agreement [R].",
+    "replay_attack": "Idiap EULA, research use only [R].",
+    "oulu_npu": "academic research only, no redistribution [R].",
+    "siw": "research use only [R].",
+    "rose_youtu": "research use only [R].",
+    "hkbu_mars": "research use under the HKBU agreement [R].",
+    "wmca": "Idiap EULA, research use only [R].",
+    "siw_m_v2": "research use only [R].",
+    "casia_surf_3dmask": "non-commercial research under the CBSR agreement [R].",
+    "hifimask": "non-commercial research under the CBSR agreement [R].",
+    "casia_cefa": "non-commercial research under the CBSR agreement [R].",
+    "casia_surf": "non-commercial research under the CBSR agreement [R].",
+    "padisi_face": "research use under the USC ISI agreement [R].",
+}
+SYNTHETIC_LICENCE = "synthetic faces generated by `fasvlm synth` (no third-party image); Apache-2.0, as fasvlm"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# schemas
+
+
+def sample_features(protocols: Sequence[str] = (), image: str = "embed"):
+    """The ``datasets.Features`` of a prepared sample. ``protocols``: the dataset's protocol names (a ``protocols``
+    struct column, one string field each; no column when empty); ``image``: ``"embed"`` (an ``Image`` column with the
+    crop's bytes) or ``"path"`` (the ``path`` column only)."""
+    from datasets import ClassLabel, Features, Image, Json, List, Value
+
+    _check_image_mode(image)
+    cols: dict[str, Any] = {"sample_id": Value("string")}
+    if image == "embed":
+        cols["image"] = Image()
+    cols.update({
+        "path": Value("string"),  # the crop file, relative to the directory that holds the folder
+        "label": ClassLabel(names=list(LABEL_NAMES)),
+        "attack": ClassLabel(names=list(ATTACK_NAMES)),
+        "domain": Value("string"),
+        "subject": Value("string"),
+        "video": Value("string"),
+        "split": Value("string"),
+        "frame": Value("int64"),
+        **{k: ClassLabel(names=list(v)) for k, v in _STYLE.items()},
+        "bbox": List(Value("float64"), length=4),  # x, y, w, h in crop pixels; None when unknown
+    })
+    if protocols:
+        cols["protocols"] = {str(p): Value("string") for p in protocols}
+    cols["extra"] = Json()
+    return Features(cols)
+
+
+def caption_features():
+    """The captions table: ``sample_id`` -> ``caption`` written by ``captioner`` (``general`` for live images,
+    ``spoof_aware`` for attacks), with the SCF keyword filter's decision on the general caption of attack samples
+    (``filter_caption``, ``filter_keywords`` matched, ``filter_kept``; None for live samples, which are not
+    filtered)."""
+    from datasets import ClassLabel, Features, List, Value
+
+    return Features({
+        "sample_id": Value("string"),
+        "caption": Value("string"),
+        "captioner": ClassLabel(names=list(CAPTIONERS)),
+        "label": ClassLabel(names=list(LABEL_NAMES)),
+        "attack": ClassLabel(names=list(ATTACK_NAMES)),
+        "family": Value("string"),
+        "domain": Value("string"),
+        "split": Value("string"),
+        "filter_caption": Value("string"),
+        "filter_keywords": List(Value("string")),
+        "filter_kept": Value("bool"),
+    })
+
+
+def instruction_features(image: str = "embed"):
+    """Instruction data: one LLaVA entry per row (``conversations`` = list of {from, value} turns), its ``task``,
+    ``label`` and ``attack`` (None when unknown), the image (``Image`` when ``image="embed"``; always its path in
+    ``image_path``, relative to the directory that holds the folder) and, for localisation, ``box`` (x1, y1, x2, y2 in
+    image pixels) with ``box_from`` (mllm | face) and ``box_verified`` (a reviewer kept it)."""
+    from datasets import ClassLabel, Features, Image, List, Value
+
+    _check_image_mode(image)
+    cols: dict[str, Any] = {"id": Value("string")}
+    if image == "embed":
+        cols["image"] = Image()
+    cols.update({
+        "image_path": Value("string"),
+        "conversations": List({"from": Value("string"), "value": Value("string")}),
+        "task": Value("string"),
+        "sample_id": Value("string"),
+        "label": ClassLabel(names=list(LABEL_NAMES)),
+        "attack": ClassLabel(names=list(ATTACK_NAMES)),
+        "origin": Value("string"),
+        "width": Value("int64"),
+        "height": Value("int64"),
+        "clip_score": Value("float64"),
+        "judge_margin": Value("float64"),
+        "box": List(Value("float64"), length=4),
+        "box_from": Value("string"),
+        "box_verified": Value("bool"),
+    })
+    return Features(cols)
+
+
+def _check_image_mode(image: str) -> None:
+    if image not in IMAGE_MODES:
+        raise ValueError(f"image storage {image!r}: expected one of {IMAGE_MODES} (embed: the crop's bytes in the "
+                         "Arrow files; path: only its file path)")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# folders
+
+
+def is_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a directory written by ``save_to_disk`` (a ``datasets`` folder)."""
+    p = Path(path)
+    return p.is_dir() and (p / "state.json").is_file() and (p / "dataset_info.json").is_file()
+
+
+def folder_for(file: str | Path) -> Path:
+    """The ``datasets`` folder beside a table file: ``<dir>/manifest.parquet`` -> ``<dir>/manifest.hf``."""
+    file = Path(file)
+    return file.with_name(file.stem + SUFFIX)
+
+
+def load_folder(path: str | Path, kind: str):
+    """``datasets.load_from_disk(path)`` after checking that it is a folder of ``kind`` (clear errors otherwise)."""
+    import datasets
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"datasets folder {path} not found; write one with `fasvlm prepare ... --hf` "
+                                f"(<out>/manifest{SUFFIX}), `fasvlm caption scf` (<out>/captions{SUFFIX}) or "
+                                f"`fasvlm caption instruct` (<out>/conversations{SUFFIX})")
+    if not is_folder(path):
+        raise ValueError(f"{path} is not a `datasets` folder (no state.json and dataset_info.json, as "
+                         "`Dataset.save_to_disk` writes); pass the folder written by fasvlm, or a manifest .parquet")
+    marker = _marker(path)
+    if marker is not None and marker.get("kind") != kind:
+        raise ValueError(f"{path} holds {marker.get('kind')!r} data, expected {kind!r}: pass a folder of {kind} "
+                         f"(see {path / CARD})")
+    ds = datasets.load_from_disk(str(path))
+    if isinstance(ds, datasets.DatasetDict):
+        raise ValueError(f"{path} holds a DatasetDict ({', '.join(ds)}); fasvlm folders are one Dataset with a "
+                         "`split` column: save one split with `ds[<name>].save_to_disk(...)`")
+    return ds
+
+
+def _save(ds, path: Path, num_proc: int | None, progress: bool) -> None:
+    """``save_to_disk`` (``num_proc`` processes write the shards and read the embedded files), progress bar optional."""
+    from datasets.utils import logging as ds_logging
+
+    was_enabled = ds_logging.is_progress_bar_enabled()
+    if not progress:
+        ds_logging.disable_progress_bar()
+    try:
+        ds.save_to_disk(str(path), num_proc=num_proc)
+    finally:
+        if was_enabled:
+            ds_logging.enable_progress_bar()
+
+
+def _marker(path: Path) -> dict | None:
+    p = path / MARKER
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{p}: not valid JSON ({err}); it is written by fasvlm next to the dataset") from err
+
+
+def write_folder(ds, folder: str | Path, *, kind: str, card: str, info: Mapping[str, Any] | None = None,
+                 num_proc: int | None = None, progress: bool = True) -> Path:
+    """Save ``ds`` to ``folder`` with its card and ``fasvlm.json``: written into a temporary sibling directory, then
+    renamed into place (a crash leaves the old folder or none, never half a folder). A ``folder`` that exists and
+    holds no ``fasvlm.json`` was not written by the project: refused."""
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r}: expected one of {KINDS}")
+    folder = Path(folder).absolute()
+    if folder.exists() and not (folder / MARKER).is_file():
+        raise FileExistsError(f"{folder} exists and was not written by fasvlm (no {MARKER}); refusing to replace it. "
+                              "Move it away or write elsewhere")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        num_proc = num_proc if num_proc and num_proc > 1 and len(ds) >= 2 * num_proc else None
+        _save(ds, tmp, num_proc, progress)
+        (tmp / CARD).write_text(card)
+        (tmp / MARKER).write_text(json.dumps({"kind": kind, "format": FORMAT_VERSION, "rows": len(ds),
+                                              **dict(info or {})}, indent=2, sort_keys=True) + "\n")
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def _table(ds, drop: Iterable[str] = ()):
+    """The folder's rows as Python dicts, leaving out ``drop`` columns (the image bytes) before reading."""
+    table = ds.data.table
+    names = [n for n in table.column_names if n not in set(drop)]
+    return table.select(names).to_pylist()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# samples
+
+
+def samples_dataset(records: Sequence[SampleRecord], base: str | Path, image: str = "embed"):
+    """A ``datasets.Dataset`` of records, in their order. ``base``: the directory that relative record paths start
+    from (the prepare output); with ``image="embed"`` the crops are read from there when the dataset is saved."""
+    from datasets import Dataset
+
+    base = Path(base)
+    protocols = sorted({str(p) for r in records for p in (r.extra.get("protocols") or {})})
+    features = sample_features(protocols, image)
+    cols: dict[str, list] = {name: [] for name in features}
+    for r in records:
+        moved = (HF_SOURCE, "protocols") if r.extra.get("protocols") else (HF_SOURCE,)  # protocols: own column
+        extra = {k: v for k, v in r.extra.items() if k not in moved}
+        row = {"sample_id": r.sample_id, "path": r.path, "label": int(r.label), "attack": r.attack,
+               "domain": r.domain, "subject": None if r.subject is None else str(r.subject), "video": str(r.video),
+               "split": str(r.split),
+               "frame": int(r.frame), "illumination": r.illumination, "environment": r.environment,
+               "camera_quality": r.camera_quality, "bbox": None if r.bbox is None else [float(v) for v in r.bbox],
+               "extra": extra}
+        if image == "embed":
+            path = Path(r.path)
+            row["image"] = str(path if path.is_absolute() else base / path)
+        if protocols:
+            member = r.extra.get("protocols") or {}
+            row["protocols"] = {p: (None if member.get(p) is None else str(member[p])) for p in protocols}
+        for name in cols:
+            cols[name].append(row[name])
+    try:
+        return Dataset.from_dict(cols, features=features)
+    except ValueError as err:  # a value outside a ClassLabel's names
+        raise ValueError(f"records do not fit the sample schema ({err}); label must be 0/1, attack one of the "
+                         "taxonomy's names, style attributes one of their values or None") from err
+
+
+def read_sample_records(folder: str | Path) -> list[SampleRecord]:
+    """The records of a samples folder, in its row order (a manifest's order); relative paths resolve against the
+    folder's parent directory. Rows with an embedded crop carry ``extra["hf_source"] = [folder, row]``, which
+    :func:`open_image` decodes from."""
+    folder = Path(folder).absolute()
+    ds = load_folder(folder, "samples")
+    missing = {"sample_id", "path", "label", "attack", "domain", "video", "split"} - set(ds.column_names)
+    if missing:
+        raise ValueError(f"{folder}: not a fasvlm samples folder, missing columns {sorted(missing)}; expected the "
+                         f"columns of sample_features(): {list(sample_features())}")
+    feats = ds.features
+    embedded = "image" in ds.column_names
+    records = []
+    for i, row in enumerate(_table(ds, drop=("image",))):
+        extra = row.get("extra")
+        extra = json.loads(extra) if isinstance(extra, str) and extra else dict(extra or {})
+        member = {p: s for p, s in (row.get("protocols") or {}).items() if s is not None}
+        if member:
+            extra["protocols"] = member
+        if embedded:
+            extra[HF_SOURCE] = [str(folder), i]
+        path = Path(row["path"])
+        rec = SampleRecord(
+            path=str(path if path.is_absolute() else folder.parent / path),
+            label=int(row["label"]), attack=feats["attack"].int2str(row["attack"]), domain=row["domain"],
+            subject=row.get("subject"), video=row["video"], split=row["split"], frame=int(row.get("frame") or 0),
+            **{k: (None if row.get(k) is None else feats[k].int2str(row[k])) for k in _STYLE},
+            bbox=None if row.get("bbox") is None else tuple(float(v) for v in row["bbox"]), extra=extra)
+        records.append(rec)
+    return records
+
+
+def dataset_licence(name: str, root: str | Path | None = None) -> str:
+    """The licence line of a dataset card: synthetic data (a ``fasvlm synth`` output) or the release's summary."""
+    if root is not None:
+        from .synthetic.runner import MARKER as SYNTH_DONE
+        from .synthetic.runner import OWNER_MARKER
+
+        for d in (Path(root), Path(root).parent):
+            done = d / SYNTH_DONE
+            if (d / OWNER_MARKER).is_file() or (done.is_file() and done.read_text().startswith("preset=")):
+                return SYNTHETIC_LICENCE
+    line = _LICENCES.get(name)
+    return line if line else "see the release's own terms (docs/datasets.md)"
+
+
+def _counts(ds) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """{split: {live, attack, total}}, {protocol: {split: count}} of a samples dataset."""
+    table = ds.data.table
+    splits, labels = table.column("split").to_pylist(), table.column("label").to_pylist()
+    by_split: dict[str, dict[str, int]] = {}
+    for s, lab in zip(splits, labels):
+        row = by_split.setdefault(s, {"live": 0, "attack": 0, "total": 0})
+        row[LABEL_NAMES[lab]] += 1
+        row["total"] += 1
+    protocols: dict[str, dict[str, int]] = {}
+    if "protocols" in table.column_names:
+        for member in table.column("protocols").to_pylist():
+            for p, s in (member or {}).items():
+                if s is not None:
+                    protocols.setdefault(p, Counter())[s] += 1
+    return ({k: by_split[k] for k in sorted(by_split)},
+            {p: dict(sorted(c.items())) for p, c in sorted(protocols.items())})
+
+
+def sample_card(ds, *, dataset: str, description: str = "", licence: str, command: str | None,
+                settings: Mapping[str, Any] | None = None, crop_sources: Mapping[str, int] | None = None,
+                image: str = "embed") -> str:
+    """The dataset card (``README.md``) of a samples folder: dataset, licence, the command that made it, counts per
+    split and label, protocol splits, crop settings and the features. Counts are taken from ``ds`` itself."""
+    by_split, protocols = _counts(ds)
+    total = {k: sum(v[k] for v in by_split.values()) for k in ("live", "attack", "total")}
+    meta = {"pretty_name": f"{dataset} face crops (fasvlm)", "license": "other", "tags": ["face-anti-spoofing"],
+            "fasvlm": {"kind": "samples", "rows": len(ds), "image": image}}
+    lines = ["---", *_yaml_lines(meta), "---", "", f"# {dataset}: prepared face crops", "",
+             f"- Dataset: `{dataset}`" + (f" ({description})" if description else ""),
+             f"- Licence: {licence}",
+             "- Made by: " + (f"`{command}`" if command else "`fasvlm.data_modules.hf_datasets.write_prepared` "
+                              "(Python)"),
+             f"- Crops: {'stored in the Arrow files (`image` column)' if image == 'embed' else 'files, by `path`'}; "
+             "paths are relative to the directory that holds this folder",
+             "- Load: `datasets.load_from_disk(<this folder>)`; in a fasvlm data config: "
+             "`{name: ..., manifest: <this folder>, split: ...}`", "",
+             "## Counts", "", "| split | live | attack | total |", "|---|---|---|---|"]
+    lines += [f"| {s} | {v['live']} | {v['attack']} | {v['total']} |" for s, v in by_split.items()]
+    lines += [f"| all | {total['live']} | {total['attack']} | {total['total']} |", "", "## Protocol splits", ""]
+    if protocols:
+        lines += ["| protocol | split | samples |", "|---|---|---|"]
+        lines += [f"| {p} | {s} | {n} |" for p, c in protocols.items() for s, n in c.items()]
+    else:
+        lines.append("None: the official `split` column only.")
+    lines += ["", "## Crop settings", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {json.dumps(v)} |" for k, v in (settings or {}).items()]
+    if crop_sources:
+        lines.append("| crop sources | " + ", ".join(f"{k} {v}" for k, v in crop_sources.items()) + " |")
+    lines += ["", "## Features", "", "| column | feature |", "|---|---|"]
+    lines += [f"| {k} | `{_feature_text(v)}` |" for k, v in ds.features.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _feature_text(feature) -> str:
+    text = repr(feature)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _yaml_lines(meta: Mapping[str, Any]) -> list[str]:
+    import yaml
+
+    return yaml.safe_dump(dict(meta), sort_keys=False).rstrip().splitlines()
+
+
+def card_counts(card: str) -> dict[str, dict[str, int]]:
+    """The ``## Counts`` table of a samples card as {split: {live, attack, total}} (``all`` included)."""
+    out: dict[str, dict[str, int]] = {}
+    section = card.split("## Counts", 1)[1].split("\n## ", 1)[0] if "## Counts" in card else ""
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[1].isdigit():
+            out[cells[0]] = {"live": int(cells[1]), "attack": int(cells[2]), "total": int(cells[3])}
+    return out
+
+
+def write_prepared(out: str | Path, records: Sequence[SampleRecord], summary: Mapping[str, Any], *,
+                   image: str = "embed", command: str | None = None, description: str = "",
+                   num_proc: int | None = None, progress: bool = True) -> Path:
+    """The ``datasets`` folder of a prepare output: ``<out>/manifest.hf`` with the records of ``<out>/manifest.parquet``
+    (same order), its card (``summary``: prepare's summary.json) and ``fasvlm.json``. ``num_proc`` processes embed
+    the crops while saving."""
+    out = Path(out)
+    name = str(summary.get("dataset", "dataset"))
+    if summary.get("index_only"):
+        raise ValueError(f"{out}: --hf needs face crops; this output was written with --index-only (raw paths, "
+                         "whole videos). Run `fasvlm prepare` without --index-only")
+    ds = samples_dataset(records, out, image)
+    settings = dict(summary.get("settings") or {})
+    settings.pop("root", None)
+    card = sample_card(ds, dataset=name, description=description,
+                       licence=dataset_licence(name, summary.get("root")), command=command,
+                       settings=settings, crop_sources=summary.get("crop"), image=image)
+    return write_folder(ds, folder_for(out / "manifest.parquet"), kind="samples", card=card,
+                        info={"writer": "fasvlm prepare", "dataset": name, "image": image, "command": command},
+                        num_proc=num_proc, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# images
+
+
+@lru_cache(maxsize=16)
+def _image_column(folder: str):
+    import datasets
+
+    return datasets.load_from_disk(folder).data.table.column("image")  # memory-mapped, once per process
+
+
+def open_image(path: str, source: Sequence | None = None):
+    """The PIL image of a sample: decoded from its folder's Arrow files when ``source`` = ``[folder, row]`` (an
+    embedded crop), else opened from ``path``."""
+    from PIL import Image
+
+    if source is None:
+        return Image.open(path)
+    folder, row = str(source[0]), int(source[1])
+    cell = _image_column(folder)[row]
+    data = cell["bytes"].as_py() if cell.is_valid else None
+    if not data:
+        raise OSError(f"{folder}: row {row} holds no image bytes (sample {path})")
+    return Image.open(io.BytesIO(data))
+
+
+def record_image(record: SampleRecord):
+    """The PIL image of a record (:func:`open_image` with its ``hf_source``, if any)."""
+    return open_image(record.path, record.extra.get(HF_SOURCE) if record.extra else None)
+
+
+def record_exists(record: SampleRecord) -> bool:
+    """Whether a record's image can be found: its folder (embedded crops) or its file."""
+    source = record.extra.get(HF_SOURCE) if record.extra else None
+    return Path(source[0]).is_dir() if source else os.path.exists(record.path)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# captions
+
+
+def _none(value):
+    return None if value is None or (isinstance(value, float) and value != value) else value
+
+
+def captions_dataset(final, kept=None, dropped=None):
+    """The captions table (``captions.parquet`` of ``fasvlm caption scf``: sample_id, caption, captioner, label,
+    attack, family, domain, split) with the keyword filter's decisions from stage 2's ``kept``/``dropped`` tables
+    (joined on sample_id) as a ``datasets.Dataset`` with :func:`caption_features`."""
+    from datasets import Dataset
+
+    decisions: dict[str, tuple[str | None, list[str], bool]] = {}
+    for frame, kept_flag in ((kept, True), (dropped, False)):
+        if frame is None:
+            continue
+        for row in frame.to_dict("records"):
+            words = [w.strip() for w in str(_none(row.get("keywords")) or "").split(",") if w.strip()]
+            decisions[str(row["sample_id"])] = (_none(row.get("caption")), words, kept_flag)
+    features = caption_features()
+    cols: dict[str, list] = {k: [] for k in features}
+    for row in final.to_dict("records"):
+        sid = str(row["sample_id"])
+        cap, words, flag = decisions.get(sid, (None, None, None))
+        values = {"sample_id": sid, "caption": str(row["caption"]), "captioner": row.get("captioner"),
+                  "label": None if _none(row.get("label")) is None else int(row["label"]),
+                  "attack": _none(row.get("attack")), "family": _none(row.get("family")),
+                  "domain": _none(row.get("domain")), "split": _none(row.get("split")),
+                  "filter_caption": cap, "filter_keywords": words, "filter_kept": flag}
+        for k in cols:
+            cols[k].append(values[k])
+    return Dataset.from_dict(cols, features=features)
+
+
+def write_captions(out: str | Path, final, kept=None, dropped=None, *, command: str | None = None) -> Path:
+    """``<out>/captions.hf``: the captions table as a ``datasets`` folder with its card."""
+    ds = captions_dataset(final, kept, dropped)
+    table = ds.data.table
+    captioners = Counter(CAPTIONERS[i] for i in table.column("captioner").to_pylist() if i is not None)
+    kept_flags = Counter(table.column("filter_kept").to_pylist())
+    meta = {"pretty_name": "SCF captions (fasvlm)", "license": "other", "tags": ["face-anti-spoofing"],
+            "fasvlm": {"kind": "captions", "rows": len(ds)}}
+    lines = ["---", *_yaml_lines(meta), "---", "", "# SCF captions (I-FAS spoof-aware captioning and filtering)", "",
+             "- Made by: " + (f"`{command}`" if command else "`fasvlm caption scf`"),
+             "- Licence: the captions describe images of the captioned datasets; their terms apply",
+             "- Read by: `IFASSystem(captions=...)` / a data config's `captions: <this folder>` (or captions.parquet)",
+             "", "## Counts", "", "| what | rows |", "|---|---|", f"| captions | {len(ds)} |"]
+    lines += [f"| captioner {k} | {v} |" for k, v in sorted(captioners.items())]
+    lines += [f"| filter kept | {kept_flags.get(True, 0)} |", f"| filter dropped | {kept_flags.get(False, 0)} |",
+              f"| not filtered (live) | {kept_flags.get(None, 0)} |", "", "## Features", "",
+              "| column | feature |", "|---|---|"]
+    lines += [f"| {k} | `{_feature_text(v)}` |" for k, v in ds.features.items()]
+    return write_folder(ds, Path(out) / f"captions{SUFFIX}", kind="captions", card="\n".join(lines) + "\n",
+                        info={"writer": "fasvlm caption scf", "command": command})
+
+
+def read_captions(folder: str | Path) -> dict[str, str]:
+    """``{sample_id: caption}`` of a captions folder."""
+    ds = load_folder(folder, "captions")
+    missing = {"sample_id", "caption"} - set(ds.column_names)
+    if missing:
+        raise ValueError(f"{folder}: captions folder lacks column(s) {sorted(missing)}; has {ds.column_names}")
+    table = ds.data.table
+    return dict(zip(map(str, table.column("sample_id").to_pylist()), map(str, table.column("caption").to_pylist())))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# instruction data
+
+
+def instructions_dataset(entries: Sequence[dict], base: str | Path, boxes: Mapping[str, Sequence[float]] | None = None,
+                         image: str = "embed"):
+    """LLaVA entries (``to_llava`` output; ``image`` relative to ``base``) as a ``datasets.Dataset`` with
+    :func:`instruction_features`; ``boxes``: localisation boxes (x1, y1, x2, y2) by entry id."""
+    from datasets import Dataset
+
+    base, boxes = Path(base), dict(boxes or {})
+    features = instruction_features(image)
+    cols: dict[str, list] = {k: [] for k in features}
+    for e in entries:
+        label = _none(e.get("label"))
+        label = int(label) if label is not None and int(label) in (0, 1) else None
+        attack = e.get("attack") if e.get("attack") in ATTACK_NAMES else None
+        box = boxes.get(str(e["id"]))
+        values = {"id": str(e["id"]), "image_path": str(e["image"]),
+                  "conversations": [{"from": str(t["from"]), "value": str(t["value"])} for t in e["conversations"]],
+                  "task": e.get("task"), "sample_id": e.get("sample_id"), "label": label, "attack": attack,
+                  "origin": e.get("origin"), "width": _none(e.get("width")), "height": _none(e.get("height")),
+                  "clip_score": _none(e.get("clip_score")), "judge_margin": _none(e.get("judge_margin")),
+                  "box": None if box is None else [float(v) for v in box], "box_from": e.get("box_from"),
+                  "box_verified": e.get("box_verified")}
+        if image == "embed":
+            path = Path(e["image"])
+            values["image"] = str(path if path.is_absolute() else base / path)
+        for k in cols:
+            cols[k].append(values[k])
+    return Dataset.from_dict(cols, features=features)
+
+
+def write_instructions(out: str | Path, entries: Sequence[dict], boxes: Mapping[str, Sequence[float]] | None = None,
+                       *, image: str = "embed", command: str | None = None, name: str = "conversations") -> Path:
+    """``<out>/<name>.hf`` beside ``<out>/<name>.json``: the same entries, typed, with the card."""
+    out = Path(out)
+    ds = instructions_dataset(entries, out, boxes, image)
+    table = ds.data.table
+    tasks = Counter(table.column("task").to_pylist())
+    verified = Counter(v for t, v in zip(table.column("task").to_pylist(), table.column("box_verified").to_pylist())
+                       if t == "localisation")
+    meta = {"pretty_name": "FAS instruction data (fasvlm)", "license": "other", "tags": ["face-anti-spoofing"],
+            "fasvlm": {"kind": "instructions", "rows": len(ds), "image": image}}
+    lines = ["---", *_yaml_lines(meta), "---", "", "# Instruction data (LLaVA conversations)", "",
+             "- Made by: " + (f"`{command}`" if command else "`fasvlm caption instruct`"),
+             "- Licence: the images are crops of the source datasets; their terms apply",
+             "- Read by: `ConversationDataModule(train=<this folder>)` (or conversations.json)", "",
+             "## Counts", "", "| task | conversations |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(tasks.items(), key=lambda kv: str(kv[0]))]
+    lines += [f"| all | {len(ds)} |", "", f"Localisation boxes verified: {verified.get(True, 0)}, unverified: "
+              f"{verified.get(False, 0) + verified.get(None, 0)}.", "", "## Features", "", "| column | feature |",
+              "|---|---|"]
+    lines += [f"| {k} | `{_feature_text(v)}` |" for k, v in ds.features.items()]
+    return write_folder(ds, out / f"{name}{SUFFIX}", kind="instructions", card="\n".join(lines) + "\n",
+                        info={"writer": "fasvlm caption instruct", "image": image, "command": command})
+
+
+def read_instruction_entries(folder: str | Path) -> list[dict]:
+    """The LLaVA entries of an instructions folder (``image`` = ``image_path``; embedded images carry
+    ``hf_source`` = [folder, row] for :func:`open_image`)."""
+    folder = Path(folder).absolute()
+    ds = load_folder(folder, "instructions")
+    missing = {"id", "image_path", "conversations"} - set(ds.column_names)
+    if missing:
+        raise ValueError(f"{folder}: instructions folder lacks column(s) {sorted(missing)}; expected the columns "
+                         f"of instruction_features(): {list(instruction_features())}")
+    feats = ds.features
+    embedded = "image" in ds.column_names
+    entries = []
+    for i, row in enumerate(_table(ds, drop=("image",))):
+        entry = {k: v for k, v in row.items() if v is not None and k != "image_path"}
+        entry["image"] = row["image_path"]
+        if row.get("label") is not None:
+            entry["label"] = int(row["label"])
+        if row.get("attack") is not None:
+            entry["attack"] = feats["attack"].int2str(row["attack"])
+        if embedded:
+            entry[HF_SOURCE] = [str(folder), i]
+        entries.append(entry)
+    return entries
