@@ -163,6 +163,15 @@ class RunInfoCallback(Callback):
         info["wall_s"] = sum(s.get("wall_s") or 0.0 for s in info["sessions"])
         _write_atomic(path, info)
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        # a resumed fit restores its checkpoint after on_fit_start: the session's first step is known only now
+        path = self._path(trainer)
+        if not trainer.is_global_zero or self._t0 is None or not path.is_file():
+            return
+        info = json.loads(path.read_text())
+        info["sessions"][-1]["global_step_start"] = trainer.global_step
+        _write_atomic(path, info)
+
     def on_fit_end(self, trainer, pl_module) -> None:
         path = self._path(trainer)
         if not trainer.is_global_zero or self._t0 is None or not path.is_file():

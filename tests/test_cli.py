@@ -92,9 +92,14 @@ def test_fit_three_steps_then_test_and_resume(workdir):
     assert list(run.glob("events.out.tfevents.*"))
 
     # resume continues from the saved step
+    # (the callback named again on the command line, as older sweeps did, is not added twice)
     _run(["fit", *FAST, *constant, "--trainer.max_steps", "5", "--trainer.default_root_dir", str(run), "--ckpt_path",
-          "last"], workdir)
+          "last", "--trainer.callbacks+=fasvlm.callbacks.run_info.RunInfoCallback"], workdir)
     assert _global_step(run / "checkpoints" / "last.ckpt") == 5
+    # every fit writes run_info.json (not only sweep runs): one session per launch
+    info = json.loads((run / "run_info.json").read_text())
+    assert [(s["global_step_start"], s["global_step_end"]) for s in info["sessions"]] == [(0, 3), (3, 5)]
+    assert info["schema"] == "fasvlm.run_info/1" and info["packages"]["fasvlm"]
 
     _run(["test", *FAST, *constant, "--trainer.default_root_dir", str(run), "--ckpt_path", "best"], workdir)
     report = json.loads((run / "test_metrics.json").read_text())

@@ -40,8 +40,7 @@ def test_runs_get_their_own_directories_and_explicit_seed_and_root(tmp_path):
     assert r.dir == str(tmp_path / "sw" / "alpha=0.7,lr=1e-3-seed1")
     assert r.args == ["--config", "a.yaml", "--config", "b.yaml", "--trainer.max_epochs", "2",
                       "--model.init_args.alpha", "0.7", "--x.lr", "1e-3", "--seed_everything", "1",
-                      "--trainer.default_root_dir", r.dir,
-                      "--trainer.callbacks+=fasvlm.callbacks.run_info.RunInfoCallback"]
+                      "--trainer.default_root_dir", r.dir]
     assert [x.name for x in plan_runs(["a.yaml"], [3], {}, [], tmp_path)] == ["seed3"]
 
 

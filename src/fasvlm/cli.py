@@ -160,6 +160,11 @@ def _build_cli_class():
                 callbacks.append(Namespace(class_path="fasvlm.callbacks.checkpoint.SigtermCheckpoint",
                                            init_args=Namespace(dirpath=str(cfg.last_checkpoint.dirpath),
                                                                filename="last")))
+                # <run dir>/run_info.json (git commit, packages, seed, manifest hashes, device, wall time per launch)
+                # for every run, so `fasvlm report` can describe runs that no sweep started
+                if not any("RunInfoCallback" in str(getattr(c, "class_path", type(c).__name__)) for c in callbacks):
+                    callbacks.append(Namespace(class_path="fasvlm.callbacks.run_info.RunInfoCallback",
+                                               init_args=Namespace(filename="run_info.json")))
             trainer.callbacks = callbacks
             strategy = str(trainer.get("strategy") or "")
             if not trainer.get("plugins") and not any(k in strategy.lower() for k in ("deepspeed", "fsdp")):

@@ -107,10 +107,17 @@ class Group:
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts and lists of dicts (e.g. ``trainer.callbacks``) as ``a.b.0.c`` keys, so that a run's own paths
+    inside a list (a callback's ``dirpath``) can be told apart from its identity."""
     if isinstance(obj, dict):
         out: dict[str, Any] = {}
         for k, v in obj.items():
             out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    if isinstance(obj, list) and any(isinstance(v, dict) for v in obj):
+        out = {}
+        for i, v in enumerate(obj):
+            out.update(_flatten(v, f"{prefix}{i}."))
         return out
     return {prefix[:-1]: obj}
 

@@ -6,8 +6,9 @@
 
 Every run gets ``<out>/<key=value,...>-seed<k>`` (``seed<k>`` without a grid), passed explicitly as
 ``--trainer.default_root_dir`` together with ``--seed_everything k``; the arguments of a run are, in order: the
-``--config`` files, the pass-through arguments, the grid values, the seed and run directory, and the run-info callback
-(``fasvlm.callbacks.run_info.RunInfoCallback``: git commit, packages, seed, manifest hashes, wall time, GPU).
+``--config`` files, the pass-through arguments, the grid values, the seed and run directory. Every ``fit`` writes
+``<run>/run_info.json`` (``fasvlm.callbacks.run_info.RunInfoCallback``, added by the CLI: git commit, packages, seed,
+manifest hashes, wall time, GPU), which ``fasvlm report`` reads.
 
 * **local** (default): ``fasvlm fit ... --ckpt_path last`` then ``fasvlm test ... --ckpt_path best`` for each run in
   turn. Resumable: a run whose ``test_metrics.json`` exists is finished and skipped; an unfinished one resumes from its
@@ -41,7 +42,6 @@ from typing import Any
 __all__ = ["Run", "parse_seeds", "parse_grid", "plan_runs", "write_sbatch", "run_local", "main"]
 
 PLAN_SCHEMA = "fasvlm.sweep/1"
-RUN_INFO_CALLBACK = "fasvlm.callbacks.run_info.RunInfoCallback"
 FINISHED = "test_metrics.json"
 
 
@@ -120,8 +120,7 @@ def plan_runs(configs: list[str], seeds: list[int], grid: dict[str, list[str]], 
             args = [a for c in configs for a in ("--config", c)] + list(passthrough)
             for key, value in overrides.items():
                 args += [f"--{key}", value]
-            args += ["--seed_everything", str(seed), "--trainer.default_root_dir", str(run_dir),
-                     f"--trainer.callbacks+={RUN_INFO_CALLBACK}"]
+            args += ["--seed_everything", str(seed), "--trainer.default_root_dir", str(run_dir)]
             runs.append(Run(name=name, dir=str(run_dir), seed=seed, overrides=overrides, args=args))
     if len({r.name for r in runs}) != len(runs):
         raise ValueError("two grid values map to the same run directory name; use values that differ in letters or "
