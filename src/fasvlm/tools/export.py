@@ -184,17 +184,16 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, dtype: str 
 
 def _preprocessing(ckpt: dict[str, Any], class_path: str | None, hp: dict[str, Any]) -> dict[str, Any]:
     """What a caller must do to an image before the model: the system's image spec and the training crop margin."""
-    from fasvlm.backbones import image_spec
+    from fasvlm.backbones import IMAGENET_MEAN, IMAGENET_STD, ImageSpec, image_spec
 
-    if "vision" in hp:
-        spec = image_spec(str(hp["vision"]), image_size=hp.get("image_size"))
-    else:  # a system without a `vision` argument: ask the system itself
-        from fasvlm.systems import system_class
-
-        spec = system_class(class_path).image_spec if class_path else None
-        if spec is None or not hasattr(spec, "size"):
-            raise ValueError(f"cannot tell the input size and normalisation of {class_path}: no `vision` "
-                             "hyper-parameter")
+    backbone = hp.get("vision", hp.get("clip"))  # I-FAS, InstructFLIP, baseline, ViTAF: vision; FLIP, CFPL: clip
+    if backbone is not None:
+        spec = image_spec(str(backbone), image_size=hp.get("image_size"))
+    elif "resnet" in hp and hp.get("image_size"):  # SSDG, SA-FAS: transformers' ResNet at image_size, ImageNet stats
+        spec = ImageSpec(size=int(hp["image_size"]), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    else:
+        raise ValueError(f"cannot tell the input size and normalisation of {class_path}: its hyper-parameters name no "
+                         "`vision`, `clip` or `resnet` backbone")
     margin = (ckpt.get("FASDataModule") or {}).get("margin", 0.2)
     return {"size": int(spec.size), "mean": [float(v) for v in spec.mean], "std": [float(v) for v in spec.std],
             "margin": float(margin), "layout": "float32 NCHW RGB, (pixel / 255 - mean) / std",
