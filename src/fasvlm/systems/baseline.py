@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 
 from ..backbones import image_spec
 from ..models.baseline import ViTClassifier
-from .common import SchedulerName, configure_adamw, eval_output, from_pretrained, save_pretrained
+from .common import ImageScoringSystem, SchedulerName, eval_output, from_pretrained, save_pretrained
 
 __all__ = ["BaselineSystem"]
 
 
-class BaselineSystem(L.LightningModule):
+class BaselineSystem(ImageScoringSystem):
     """CLIP/ViT binary classifier (the papers' "ViT" rows).
 
     Args:
@@ -44,22 +43,11 @@ class BaselineSystem(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
         return loss
 
-    def _eval_step(self, batch: dict, stage: str, dataloader_idx: int) -> dict | None:
-        if len(batch["label"]) == 0:
-            return None
+    def eval_step(self, batch: dict, stage: str, dataloader_idx: int) -> dict:
         loss, scores = self._shared_step(batch)
         if dataloader_idx == 0:  # the source loader: its loss is comparable across runs
             self.log(f"{stage}/loss", loss, batch_size=len(batch["label"]), add_dataloader_idx=False, sync_dist=True)
         return eval_output(scores, batch)
-
-    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
-        return self._eval_step(batch, "val", dataloader_idx)
-
-    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
-        return self._eval_step(batch, "test", dataloader_idx)
-
-    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        return {"sample_id": batch["sample_id"], "score": self(batch["pixel_values"]).float().cpu()}
 
 
     def save_pretrained(self, directory, *, threshold: float | None = None):
@@ -70,7 +58,3 @@ class BaselineSystem(L.LightningModule):
     def from_pretrained(cls, directory):
         """The system saved by :meth:`save_pretrained` or ``fasvlm export`` (``fasvlm.systems.common.from_pretrained``)."""
         return from_pretrained(directory, expected=cls)
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        return configure_adamw(self, hp.lr, hp.weight_decay, hp.scheduler, hp.warmup_frac)

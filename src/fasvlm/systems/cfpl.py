@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 
 from ..backbones import image_spec
 from ..models.cfpl import CFPL, ptm_loss
-from .common import SchedulerName, configure_adamw, two_class_eval_output
+from .common import ImageScoringSystem, SchedulerName, two_class_eval_output
 
 __all__ = ["CFPLSystem"]
 
 
-class CFPLSystem(L.LightningModule):
+class CFPLSystem(ImageScoringSystem):
     """CFPL-FAS (CVPR 2024), from the paper and InstructFLIP's unofficial re-implementation.
 
     Args:
@@ -42,28 +41,6 @@ class CFPLSystem(L.LightningModule):
         ptm = ptm_loss(*self.model.ptm_logits(out["t_content"], out["class_text"], batch["label"]))
         return {"loss": ce + self.hparams.ptm_weight * ptm, "ce": ce, "ptm": ptm}
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        terms = self.loss_terms(batch)
-        n = len(batch["label"])
-        self.log("train/loss", terms["loss"], prog_bar=True, batch_size=n)
-        self.log_dict({f"train/{k}": v for k, v in terms.items() if k != "loss"}, batch_size=n)
-        return terms["loss"]
-
-    def _eval_step(self, batch: dict, stage: str, dataloader_idx: int) -> dict | None:
-        if len(batch["label"]) == 0:
-            return None
+    def eval_step(self, batch: dict, stage: str, dataloader_idx: int) -> dict:
         logits = self.model(batch["pixel_values"])["logits"].float()
         return two_class_eval_output(self, logits, batch, stage, dataloader_idx)
-
-    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
-        return self._eval_step(batch, "val", dataloader_idx)
-
-    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
-        return self._eval_step(batch, "test", dataloader_idx)
-
-    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        return {"sample_id": batch["sample_id"], "score": self(batch["pixel_values"]).float().cpu()}
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        return configure_adamw(self, hp.lr, hp.weight_decay, hp.scheduler, hp.warmup_frac)

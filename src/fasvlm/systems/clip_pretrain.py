@@ -29,13 +29,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 
 from fasvlm.backbones import ImageSpec, load_clip, save_clip
 from fasvlm.data_modules.taxonomy import CELEBA_SPOOF_TYPES
-from fasvlm.systems.common import SchedulerName, configure_adamw, eval_output, from_pretrained, save_pretrained
+from fasvlm.systems.common import ImageScoringSystem, SchedulerName, eval_output, from_pretrained, save_pretrained
 from fasvlm.text.prompts import batch_captions, compose_caption, load_captions
 
 __all__ = ["CLIPPretrainSystem", "multi_positive_clip_loss"]
@@ -57,7 +56,7 @@ def multi_positive_clip_loss(logits_per_image: torch.Tensor, groups: list[str]) 
     return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets))
 
 
-class CLIPPretrainSystem(L.LightningModule):
+class CLIPPretrainSystem(ImageScoringSystem):
     """CLIP contrastive pretraining on FAS images and their captions.
 
     Args:
@@ -131,22 +130,11 @@ class CLIPPretrainSystem(L.LightningModule):
 
     on_test_epoch_start = on_predict_epoch_start = on_validation_epoch_start
 
-    def _eval_step(self, batch: dict, stage: str, dataloader_idx: int) -> dict | None:
-        if len(batch["label"]) == 0:
-            return None
+    def eval_step(self, batch: dict, stage: str, dataloader_idx: int) -> dict:
         if dataloader_idx == 0 and len(batch["label"]) > 1:  # the source loader: held-out contrastive loss
             self.log(f"{stage}/loss", self.contrastive_loss(batch), batch_size=len(batch["label"]),
                      add_dataloader_idx=False, sync_dist=True)
         return eval_output(self(batch["pixel_values"]), batch)
-
-    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
-        return self._eval_step(batch, "val", dataloader_idx)
-
-    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
-        return self._eval_step(batch, "test", dataloader_idx)
-
-    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        return {"sample_id": batch["sample_id"], "score": self(batch["pixel_values"]).float().cpu()}
 
     def on_fit_end(self) -> None:
         if self.hparams.export_dir and self.trainer.is_global_zero:
@@ -168,7 +156,3 @@ class CLIPPretrainSystem(L.LightningModule):
     def from_pretrained(cls, directory):
         """The system saved by :meth:`save_pretrained` or ``fasvlm export`` (``fasvlm.systems.common.from_pretrained``)."""
         return from_pretrained(directory, expected=cls)
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        return configure_adamw(self, hp.lr, hp.weight_decay, hp.scheduler, hp.warmup_frac)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
+import lightning as L
 import torch
 from torch import nn
 
@@ -20,6 +21,7 @@ __all__ = [
     "drop_frozen",
     "eval_output",
     "two_class_eval_output",
+    "ImageScoringSystem",
     "PRETRAINED_FORMAT",
     "save_pretrained",
     "from_pretrained",
@@ -113,6 +115,40 @@ def two_class_eval_output(system, logits: torch.Tensor, batch: dict, stage: str,
         system.log(f"{stage}/loss", torch.nn.functional.cross_entropy(logits, batch["label"]),
                    batch_size=len(batch["label"]), add_dataloader_idx=False, sync_dist=True)
     return eval_output(logits.softmax(-1)[:, 1], batch)
+
+class ImageScoringSystem(L.LightningModule):
+    """The Lightning steps shared by the systems that score ``pixel_values`` directly (baseline, CLIP pretraining,
+    FLIP, ViTAF, SSDG, SA-FAS, CFPL). A subclass defines:
+
+    * ``eval_step(batch, stage, dataloader_idx)``: the metrics callback's output for a non-empty batch of one loader
+      (``validation_step``/``test_step`` return None for an empty one);
+    * ``forward(pixel_values)`` = P(attack), which ``predict_step`` returns per sample id;
+    * ``loss_terms(batch)`` = {"loss": ..., other terms} for the default ``training_step``, which logs
+      ``train/loss`` and ``train/<term>`` (or its own ``training_step``);
+    * hyper-parameters ``lr``, ``weight_decay``, ``scheduler``, ``warmup_frac`` for ``configure_optimizers`` (AdamW
+      with a per-step schedule, :func:`configure_adamw`).
+    """
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        terms = self.loss_terms(batch)
+        n = len(batch["label"])
+        self.log("train/loss", terms["loss"], prog_bar=True, batch_size=n)
+        self.log_dict({f"train/{k}": v for k, v in terms.items() if k != "loss"}, batch_size=n)
+        return terms["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
+        return self.eval_step(batch, "val", dataloader_idx) if len(batch["label"]) else None
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
+        return self.eval_step(batch, "test", dataloader_idx) if len(batch["label"]) else None
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
+        return {"sample_id": batch["sample_id"], "score": self(batch["pixel_values"]).float().cpu()}
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        return configure_adamw(self, hp.lr, hp.weight_decay, hp.scheduler, hp.warmup_frac)
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Hugging Face style directories (the same format `fasvlm export` writes from a checkpoint)

@@ -3,20 +3,19 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 
 from ..backbones import IMAGENET_MEAN, IMAGENET_STD, ImageSpec
 from ..models.safas import SAFAS, hyperplane_align, supcon_loss
 from ..models.views import random_view
-from .common import SchedulerName, configure_adamw, eval_output
+from .common import ImageScoringSystem, SchedulerName, eval_output
 from .ssdg import domain_ids, source_domain_names
 
 __all__ = ["SAFASSystem"]
 
 
-class SAFASSystem(L.LightningModule):
+class SAFASSystem(ImageScoringSystem):
     """SA-FAS (CVPR 2023) on a ResNet-18.
 
     Args:
@@ -60,36 +59,14 @@ class SAFASSystem(L.LightningModule):
         sup = supcon_loss(torch.stack([f1, f2], 1), dom * 10 + label, hp.temperature)
         return {"loss": bce + hp.supcon_weight * sup, "bce": bce, "supcon": sup}
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        terms = self.loss_terms(batch)
-        n = len(batch["label"])
-        self.log("train/loss", terms["loss"], prog_bar=True, batch_size=n)
-        self.log_dict({f"train/{k}": v for k, v in terms.items() if k != "loss"}, batch_size=n)
-        return terms["loss"]
-
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.current_epoch >= self.hparams.align_epoch:  # SA-FAS Eq. 4, after the optimiser step
             heads = self.model.heads.weight
             heads.data.copy_(hyperplane_align(heads.data, self.hparams.align_alpha))
 
-    def _eval_step(self, batch: dict, stage: str, dataloader_idx: int) -> dict | None:
-        if len(batch["label"]) == 0:
-            return None
+    def eval_step(self, batch: dict, stage: str, dataloader_idx: int) -> dict:
         scores = self.model(batch["pixel_values"]).float()
         if dataloader_idx == 0:
             self.log(f"{stage}/loss", F.binary_cross_entropy(scores.clamp(1e-7, 1 - 1e-7), batch["label"].float()),
                      batch_size=len(batch["label"]), add_dataloader_idx=False, sync_dist=True)
         return eval_output(scores, batch)
-
-    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
-        return self._eval_step(batch, "val", dataloader_idx)
-
-    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
-        return self._eval_step(batch, "test", dataloader_idx)
-
-    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        return {"sample_id": batch["sample_id"], "score": self(batch["pixel_values"]).float().cpu()}
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        return configure_adamw(self, hp.lr, hp.weight_decay, hp.scheduler, hp.warmup_frac)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..backbones import IMAGENET_MEAN, IMAGENET_STD, ImageSpec
 from ..models.ssdg import SSDG, asymmetric_triplet_labels, grl_coeff, hard_triplet_loss
-from .common import SchedulerName, configure_adamw, two_class_eval_output
+from .common import ImageScoringSystem, SchedulerName, two_class_eval_output
 
 __all__ = ["SSDGSystem", "domain_ids", "source_domain_names"]
 
@@ -39,7 +39,7 @@ def source_domain_names(system: L.LightningModule, given: Sequence[str] | None, 
     return names
 
 
-class SSDGSystem(L.LightningModule):
+class SSDGSystem(ImageScoringSystem):
     """SSDG (CVPR 2020) on a ResNet-18.
 
     Args:
@@ -76,8 +76,10 @@ class SSDGSystem(L.LightningModule):
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
         return grl_coeff(self.global_step, int(total), self.hparams.grl_alpha)
 
-    def loss_terms(self, batch: dict, coeff: float) -> dict[str, torch.Tensor]:
+    def loss_terms(self, batch: dict, coeff: float | None = None) -> dict[str, torch.Tensor]:
+        """The loss and its terms; ``coeff`` is the gradient-reversal coefficient (default: this step's schedule)."""
         hp = self.hparams
+        coeff = self.grl_coeff() if coeff is None else coeff
         logits, feature = self.model(batch["pixel_values"])
         label = batch["label"]
         dom = domain_ids(batch["domain"], self.domains or [], label.device)
@@ -89,28 +91,6 @@ class SSDGSystem(L.LightningModule):
         loss = cls + hp.lambda_triplet * triplet + hp.lambda_adv * adv
         return {"loss": loss, "cls": cls, "triplet": triplet, "adv": adv}
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        terms = self.loss_terms(batch, self.grl_coeff())
-        n = len(batch["label"])
-        self.log("train/loss", terms["loss"], prog_bar=True, batch_size=n)
-        self.log_dict({f"train/{k}": v for k, v in terms.items() if k != "loss"}, batch_size=n)
-        return terms["loss"]
-
-    def _eval_step(self, batch: dict, stage: str, dataloader_idx: int) -> dict | None:
-        if len(batch["label"]) == 0:
-            return None
+    def eval_step(self, batch: dict, stage: str, dataloader_idx: int) -> dict:
         logits = self.model(batch["pixel_values"])[0].float()
         return two_class_eval_output(self, logits, batch, stage, dataloader_idx)
-
-    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
-        return self._eval_step(batch, "val", dataloader_idx)
-
-    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
-        return self._eval_step(batch, "test", dataloader_idx)
-
-    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        return {"sample_id": batch["sample_id"], "score": self(batch["pixel_values"]).float().cpu()}
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        return configure_adamw(self, hp.lr, hp.weight_decay, hp.scheduler, hp.warmup_frac)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 
 from ..backbones import image_spec
 from ..models.vitaf import ViTAF
-from .common import SchedulerName, configure_adamw, two_class_eval_output
+from .common import ImageScoringSystem, SchedulerName, two_class_eval_output
 
 __all__ = ["ViTAFSystem"]
 
 
-class ViTAFSystem(L.LightningModule):
+class ViTAFSystem(ImageScoringSystem):
     """ViTAF (ECCV 2022), zero-shot (sources only).
 
     Args:
@@ -44,28 +43,6 @@ class ViTAFSystem(L.LightningModule):
         ce = F.cross_entropy(logits.float(), batch["label"])
         return {"loss": ce + self.hparams.cos_weight * cos, "ce": ce, "cos": cos}
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        terms = self.loss_terms(batch)
-        n = len(batch["label"])
-        self.log("train/loss", terms["loss"], prog_bar=True, batch_size=n)
-        self.log_dict({f"train/{k}": v for k, v in terms.items() if k != "loss"}, batch_size=n)
-        return terms["loss"]
-
-    def _eval_step(self, batch: dict, stage: str, dataloader_idx: int) -> dict | None:
-        if len(batch["label"]) == 0:
-            return None
+    def eval_step(self, batch: dict, stage: str, dataloader_idx: int) -> dict:
         logits = self.model(batch["pixel_values"])[0].float()
         return two_class_eval_output(self, logits, batch, stage, dataloader_idx)
-
-    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
-        return self._eval_step(batch, "val", dataloader_idx)
-
-    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
-        return self._eval_step(batch, "test", dataloader_idx)
-
-    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        return {"sample_id": batch["sample_id"], "score": self(batch["pixel_values"]).float().cpu()}
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        return configure_adamw(self, hp.lr, hp.weight_decay, hp.scheduler, hp.warmup_frac)
