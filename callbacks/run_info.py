@@ -165,19 +165,19 @@ class RunInfoCallback(Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         # a resumed fit restores its checkpoint after on_fit_start: the session's first step is known only now
-        path = self._path(trainer)
-        if not trainer.is_global_zero or self._t0 is None or not path.is_file():
-            return
-        info = json.loads(path.read_text())
-        info["sessions"][-1]["global_step_start"] = trainer.global_step
-        _write_atomic(path, info)
+        self._update_session(trainer, global_step_start=trainer.global_step)
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        path = self._path(trainer)
+        if self._t0 is not None:
+            self._update_session(trainer, end=_now(), wall_s=round(time.monotonic() - self._t0, 3),
+                                 global_step_end=trainer.global_step)
+
+    def _update_session(self, trainer, **fields: Any) -> None:
+        """Set ``fields`` on this launch's session (rank 0) and the run's total wall time."""
+        path = self._path(trainer)  # every rank asks (log_dir broadcasts under DDP)
         if not trainer.is_global_zero or self._t0 is None or not path.is_file():
             return
         info = json.loads(path.read_text())
-        session = info["sessions"][-1]
-        session.update(end=_now(), wall_s=round(time.monotonic() - self._t0, 3), global_step_end=trainer.global_step)
+        info["sessions"][-1].update(fields)
         info["wall_s"] = round(sum(s.get("wall_s") or 0.0 for s in info["sessions"]), 3)
         _write_atomic(path, info)
