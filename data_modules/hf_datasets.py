@@ -211,8 +211,15 @@ def folder_for(file: str | Path) -> Path:
     return file.with_name(file.stem + SUFFIX)
 
 
+# the columns each kind of folder must hold for its reader
+REQUIRED_COLUMNS = {"samples": {"sample_id", "path", "label", "attack", "domain", "video", "split"},
+                    "captions": {"sample_id", "caption"},
+                    "instructions": {"id", "image_path", "conversations"}}
+
+
 def load_folder(path: str | Path, kind: str):
-    """``datasets.load_from_disk(path)`` after checking that it is a folder of ``kind`` (clear errors otherwise)."""
+    """``datasets.load_from_disk(path)`` after checking that it is a folder of ``kind`` with that kind's
+    REQUIRED_COLUMNS (clear errors otherwise)."""
     import datasets
 
     path = Path(path)
@@ -231,6 +238,10 @@ def load_folder(path: str | Path, kind: str):
     if isinstance(ds, datasets.DatasetDict):
         raise ValueError(f"{path} holds a DatasetDict ({', '.join(ds)}); fasvlm folders are one Dataset with a "
                          "`split` column: save one split with `ds[<name>].save_to_disk(...)`")
+    missing = REQUIRED_COLUMNS.get(kind, set()) - set(ds.column_names)
+    if missing:
+        raise ValueError(f"{path}: not a fasvlm {kind} folder, missing column(s) {sorted(missing)}; has "
+                         f"{ds.column_names} (fasvlm writes them with `fasvlm prepare --hf` / `fasvlm caption`)")
     return ds
 
 
@@ -338,10 +349,6 @@ def read_sample_records(folder: str | Path) -> list[SampleRecord]:
     :func:`open_image` decodes from."""
     folder = Path(folder).absolute()
     ds = load_folder(folder, "samples")
-    missing = {"sample_id", "path", "label", "attack", "domain", "video", "split"} - set(ds.column_names)
-    if missing:
-        raise ValueError(f"{folder}: not a fasvlm samples folder, missing columns {sorted(missing)}; expected the "
-                         f"columns of sample_features(): {list(sample_features())}")
     feats = ds.features
     embedded = "image" in ds.column_names
     records = []
@@ -574,9 +581,6 @@ def write_captions(out: str | Path, final, kept=None, dropped=None, *, command: 
 def read_captions(folder: str | Path) -> dict[str, str]:
     """``{sample_id: caption}`` of a captions folder."""
     ds = load_folder(folder, "captions")
-    missing = {"sample_id", "caption"} - set(ds.column_names)
-    if missing:
-        raise ValueError(f"{folder}: captions folder lacks column(s) {sorted(missing)}; has {ds.column_names}")
     table = ds.data.table
     return dict(zip(map(str, table.column("sample_id").to_pylist()), map(str, table.column("caption").to_pylist())))
 
@@ -644,10 +648,6 @@ def read_instruction_entries(folder: str | Path) -> list[dict]:
     ``hf_source`` = [folder, row] for :func:`open_image`)."""
     folder = Path(folder).absolute()
     ds = load_folder(folder, "instructions")
-    missing = {"id", "image_path", "conversations"} - set(ds.column_names)
-    if missing:
-        raise ValueError(f"{folder}: instructions folder lacks column(s) {sorted(missing)}; expected the columns "
-                         f"of instruction_features(): {list(instruction_features())}")
     feats = ds.features
     embedded = "image" in ds.column_names
     entries = []

@@ -181,6 +181,15 @@ def test_card_licence_lines_are_the_dataset_docs():
         assert dataset_licence(name) == line, name
 
 
+@pytest.mark.parametrize("reader, kind", [(read_sample_records, "samples"), (read_captions, "captions"),
+                                          (read_instruction_entries, "instructions")])
+def test_a_folder_without_its_kinds_columns_is_refused_by_name(tmp_path, reader, kind):
+    folder = tmp_path / f"{kind}.hf"
+    datasets.Dataset.from_dict({"other": ["a"]}).save_to_disk(str(folder))  # a foreign folder: no marker
+    with pytest.raises(ValueError, match=rf"{re.escape(str(folder))}: not a fasvlm {kind} folder, missing column"):
+        reader(folder)
+
+
 def test_caption_table_loads_with_its_features(prepared, tmp_path):
     from fasvlm.text.prompts import load_captions
 
