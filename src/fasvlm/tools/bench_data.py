@@ -359,16 +359,17 @@ def format_study(paths: Sequence[str]) -> dict[str, dict[str, float]]:
     import cv2
     from PIL import Image
 
-    from fasvlm.data_modules.prepare import read_image
+    from fasvlm.data_modules.prepare import encode_image, read_image
+
+    def lossy_webp(a: np.ndarray) -> bytes:  # not a prepare format (see docs/data_path.md): encoded here
+        return cv2.imencode(".webp", np.ascontiguousarray(a[:, :, ::-1]), [cv2.IMWRITE_WEBP_QUALITY, 95])[1].tobytes()
 
     originals = [read_image(p) for p in paths]
-    encodings = {"png": (".png", [cv2.IMWRITE_PNG_COMPRESSION, 3]),
-                 "jpeg_q95": (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]),
-                 "webp_q95": (".webp", [cv2.IMWRITE_WEBP_QUALITY, 95]),
-                 "webp_lossless": (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101])}
+    encoders = {"png": lambda a: encode_image(a, "png"), "jpeg_q95": lambda a: encode_image(a, "jpg", 95),
+                "webp_q95": lossy_webp, "webp_lossless": lambda a: encode_image(a, "webp")}
     out = {}
-    for name, (ext, params) in encodings.items():
-        blobs = [cv2.imencode(ext, np.ascontiguousarray(a[:, :, ::-1]), params)[1].tobytes() for a in originals]
+    for name, encode in encoders.items():
+        blobs = [encode(a) for a in originals]
 
         def decode(blob: bytes) -> np.ndarray:
             with Image.open(io.BytesIO(blob)) as img:
