@@ -1,6 +1,6 @@
 """fasvlm.metrics against an independent loop port of the field's shared metric code (reference notes §4.1).
 
-The ``_ref_*`` functions below are a line-by-line port of SSDG/ViTAF/FLIP ``utils/statistic.py`` and of the
+SSDG/ViTAF/FLIP ``utils/statistic.py`` (tests/field_statistic.py) and ``_ref_eval``, a line-by-line port of the
 ``utils/evaluate.py::eval`` driver (video dicts, ``roc_auc_score``, ``roc_curve``), kept deliberately naive.
 """
 
@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from field_statistic import get_EER_states, get_HTER_at_thr, get_threshold
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from fasvlm.metrics import (
@@ -31,59 +32,7 @@ from fasvlm.metrics import (
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _ref_eval_state(probs, labels, thr):
-    predict = probs >= thr
-    TN = np.sum((labels == 0) & (predict == False))  # noqa: E712 (as in the original)
-    FN = np.sum((labels == 1) & (predict == False))  # noqa: E712
-    FP = np.sum((labels == 0) & (predict == True))  # noqa: E712
-    TP = np.sum((labels == 1) & (predict == True))  # noqa: E712
-    return TN, FN, FP, TP
-
-
-def _ref_get_threshold(probs, grid_density):
-    thresholds = []
-    for i in range(grid_density + 1):
-        thresholds.append(0.0 + i * 1.0 / float(grid_density))
-    thresholds.append(1.1)
-    return thresholds
-
-
-def _ref_get_EER_states(probs, labels, grid_density=10000):
-    thresholds = _ref_get_threshold(probs, grid_density)
-    min_dist = 1.0
-    min_dist_states = []
-    for thr in thresholds:
-        TN, FN, FP, TP = _ref_eval_state(probs, labels, thr)
-        if FN + TP == 0:
-            FRR = 1.0
-            FAR = FP / float(FP + TN)
-        elif FP + TN == 0:
-            FAR = 1.0
-            FRR = FN / float(FN + TP)
-        else:
-            FAR = FP / float(FP + TN)
-            FRR = FN / float(FN + TP)
-        dist = math.fabs(FRR - FAR)
-        if dist <= min_dist:
-            min_dist = dist
-            min_dist_states = [FAR, FRR, thr]
-    EER = (min_dist_states[0] + min_dist_states[1]) / 2.0
-    thr = min_dist_states[2]
-    return EER, thr
-
-
-def _ref_get_HTER_at_thr(probs, labels, thr):
-    TN, FN, FP, TP = _ref_eval_state(probs, labels, thr)
-    if FN + TP == 0:
-        FRR = 1.0
-        FAR = FP / float(FP + TN)
-    elif FP + TN == 0:
-        FAR = 1.0
-        FRR = FN / float(FN + TP)
-    else:
-        FAR = FP / float(FP + TN)
-        FRR = FN / float(FN + TP)
-    return (FAR + FRR) / 2.0
+# statistic.py itself: tests/field_statistic.py (the transcription tests/test_metrics_field.py uses too)
 
 
 def _ref_eval(scores, labels, video_ids, positive, grid_density, fpr_targets):
@@ -108,8 +57,8 @@ def _ref_eval(scores, labels, video_ids, positive, grid_density, fpr_targets):
         warnings.simplefilter("ignore")  # sklearn >= 1.6: one class -> UndefinedMetricWarning and NaN
         auc_score = roc_auc_score(label_list, prob_list)
         fpr, tpr, _ = roc_curve(label_list, prob_list)
-    eer, threshold = _ref_get_EER_states(prob_list, label_list, grid_density)
-    hter = _ref_get_HTER_at_thr(prob_list, label_list, threshold)
+    eer, threshold = get_EER_states(prob_list, label_list, grid_density)
+    hter = get_HTER_at_thr(prob_list, label_list, threshold)
     rates = {}
     for target in fpr_targets:
         tpr_filtered = tpr[fpr <= target]
@@ -220,7 +169,7 @@ def test_paper_mode_equals_shared_code_on_full_grid_many():
 
 
 def test_thresholds_are_the_loop_floats():
-    loop = _ref_get_threshold(None, 10000)
+    loop = get_threshold(None, 10000)
     grid = paper_thresholds(10000)
     assert grid.size == 10002
     assert all(a == b for a, b in zip(grid.tolist(), loop))
